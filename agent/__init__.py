@@ -1,0 +1,1 @@
+"""keywire device agent."""

@@ -1,0 +1,1 @@
+"""keywire training."""
