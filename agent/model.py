@@ -1,0 +1,172 @@
+"""A keyword model: a .tflite plus its SL_PARAMSv1 parameters, checked once at load.
+
+`KeywordModel` is the recognizer stage's contract: give it a window of uint16 frontend
+features, get back one uint8 score per class (MLTK's convention, probability x 256).
+"""
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from .errors import ModelError, ParamsError
+from .interpreter import load_interpreter
+from .params import read_params
+from .settings import DetectionSettings, FrontendSettings
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+
+
+@dataclass
+class KeywordModel:
+    """A loaded model. Create with `KeywordModel.load` or `KeywordModel.from_bytes`."""
+
+    data: bytes
+    params: dict[str, Any]
+    classes: tuple[str, ...]
+    frontend: FrontendSettings
+    detection: DetectionSettings
+    input: TensorInfo
+    output: TensorInfo
+    source: str = "<bytes>"
+    _interp: Any = field(default=None, repr=False)
+    _in_idx: int = field(default=0, repr=False)
+    _out_idx: int = field(default=0, repr=False)
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, path: Union[str, Path], num_threads: int = 1) -> "KeywordModel":
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"model file not found: {p}") from None
+        except IsADirectoryError:
+            raise ModelError(f"model path is a directory, not a .tflite file: {p}") from None
+        except OSError as exc:
+            raise ModelError(f"cannot read model {p}: {exc.strerror}") from None
+        return cls.from_bytes(data, source=str(p), num_threads=num_threads)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<bytes>", num_threads: int = 1) -> "KeywordModel":
+        if len(data) < 8 or data[4:8] != b"TFL3":
+            raise ModelError(f"{source} is not a TFLite model")
+        try:
+            params = read_params(data)
+        except ModelError as exc:
+            raise ModelError(f"{source}: {exc}") from None
+        interp = load_interpreter(data, num_threads=num_threads)
+        inp = _tensor_info(interp.get_input_details()[0])
+        out = _tensor_info(interp.get_output_details()[0])
+        classes = tuple(str(c) for c in params.get("classes", ()))
+        if not classes:
+            raise ModelError(f"{source} has no 'classes' parameter (SL_PARAMSv1)")
+        n_out = int(np.prod(out.shape[1:])) if len(out.shape) > 1 else int(out.shape[0])
+        if n_out != len(classes):
+            raise ModelError(f"{source} has {n_out} outputs but {len(classes)} classes {list(classes)}")
+        if not any(k.startswith("fe.") for k in params):
+            raise ModelError(f"{source} has no frontend (fe.*) parameters; it cannot take audio")
+        try:
+            frontend = FrontendSettings.from_params(params)
+            detection = DetectionSettings.from_params(params)
+            detection.validate(len(classes))
+        except ParamsError as exc:
+            raise ModelError(f"{source}: {exc}") from None
+        model = cls(data=bytes(data), params=params, classes=classes, frontend=frontend,
+                    detection=detection, input=inp, output=out, source=source, _interp=interp,
+                    _in_idx=interp.get_input_details()[0]["index"],
+                    _out_idx=interp.get_output_details()[0]["index"])
+        model._check_input_shape()
+        return model
+
+    def _check_input_shape(self) -> None:
+        frames, channels = self.frontend.n_frames, self.frontend.n_channels
+        dims = [d for d in self.input.shape[1:]]
+        if int(np.prod(dims)) != frames * channels or frames not in dims:
+            raise ModelError(
+                f"{self.source}: input shape {list(self.input.shape)} does not match its frontend "
+                f"settings ({frames} frames x {channels} channels from fe.sample_length_ms="
+                f"{self.frontend.sample_length_ms}, fe.window_step_ms={self.frontend.window_step_ms})")
+        if self.input.dtype not in (np.int8, np.uint8, np.float32):
+            raise ModelError(f"{self.source}: unsupported input type {self.input.dtype}")
+
+    # ---------------------------------------------------------------- identity
+    @property
+    def name(self) -> str:
+        return str(self.params.get("name") or Path(self.source).stem)
+
+    @property
+    def version(self) -> str:
+        return str(self.params.get("version", ""))
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def class_index(self, name: str) -> int:
+        """Index of a class by name; `ModelError` naming the known classes otherwise."""
+        try:
+            return self.classes.index(name)
+        except ValueError:
+            raise ModelError(f"unknown class {name!r}; the model has {list(self.classes)}") from None
+
+    # ---------------------------------------------------------------- inference
+    def prepare_input(self, features: np.ndarray) -> np.ndarray:
+        """Model input tensor from a [frames, channels] feature window (uint16 or MFCC float)."""
+        from .frontend import to_model_input
+
+        fe = self.frontend
+        if fe.frontend_type == "mfcc":
+            x = np.asarray(features, dtype=np.float32)
+            if self.input.dtype == np.float32:
+                return x.reshape(self.input.shape)
+            q = np.round(x / self.input.scale) + self.input.zero_point
+            info = np.iinfo(self.input.dtype)
+            return np.clip(q, info.min, info.max).astype(self.input.dtype).reshape(self.input.shape)
+        if self.input.dtype == np.int8:
+            return to_model_input(features, fe).reshape(self.input.shape)
+        if self.input.dtype == np.uint8:
+            return (to_model_input(features, fe).astype(np.int16) + 128).astype(np.uint8).reshape(self.input.shape)
+        x = np.asarray(features, dtype=np.float32)
+        rescale = float(self.params.get("samplewise_norm.rescale", 0) or 0)
+        if rescale:
+            x = x * rescale
+        if self.params.get("samplewise_norm.mean_and_std"):
+            x = (x - x.mean()) / max(float(x.std()), 1e-6)
+        return x.reshape(self.input.shape)
+
+    def infer(self, features: np.ndarray) -> np.ndarray:
+        """uint8 score per class for one feature window (MLTK's score convention)."""
+        interp = self._interp
+        interp.set_tensor(self._in_idx, self.prepare_input(features))
+        interp.invoke()
+        return scores_to_uint8(interp.get_tensor(self._out_idx).reshape(-1), self.output.dtype)
+
+
+def scores_to_uint8(raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """int8 q -> q + 128; uint8 as is; float p -> uint8(p * 255) (MLTK classify_audio)."""
+    if dtype == np.int8:
+        return (raw.astype(np.int16) + 128).astype(np.uint8)
+    if dtype == np.uint8:
+        return raw.astype(np.uint8)
+    return np.clip(raw.astype(np.float32) * 255.0, 0, 255).astype(np.uint8)
+
+
+def _tensor_info(d: dict[str, Any]) -> TensorInfo:
+    q = d.get("quantization", (0.0, 0))
+    return TensorInfo(shape=tuple(int(x) for x in d["shape"]), dtype=np.dtype(d["dtype"]),
+                      scale=float(q[0]), zero_point=int(q[1]))
