@@ -1,0 +1,180 @@
+"""Agent configuration: parsed once from the TOML file and command-line overrides into
+frozen dataclasses that are passed to the engines (which never read argv or the env).
+
+File layout (`/etc/keywire/agent.toml`)::
+
+    model = "/var/lib/keywire/models/active.tflite"
+    source = "mic"
+    device_id = "kitchen-pi"
+    state_dir = "/var/lib/keywire"
+    [detection]   threshold, threshold_list, window_ms, suppression_ms, minimum_count, latency_ms
+    [led]         red = "ACT", green = "", blink_ms = 200
+    [mqtt]        url, fleet, groups, trusted_keys, ca, cert, key, username, password,
+                  protocol, ha_discovery, telemetry_s
+    [board]       port = "serial:/dev/ttyACM0@921600", mode = "detect"
+"""
+from __future__ import annotations
+
+import dataclasses
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Tuple
+
+from .errors import ConfigError
+from .settings import DetectionSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class DetectionOverrides:
+    """Per-device values that override the model's detection parameters (None keeps it)."""
+
+    threshold: Optional[int] = None
+    threshold_list: Optional[Tuple[int, ...]] = None
+    window_ms: Optional[int] = None
+    suppression_ms: Optional[int] = None
+    minimum_count: Optional[int] = None
+    latency_ms: Optional[int] = None
+
+    def apply(self, base: DetectionSettings) -> DetectionSettings:
+        changes: dict[str, Any] = {
+            "average_window_duration_ms": self.window_ms,
+            "suppression_ms": self.suppression_ms,
+            "minimum_count": self.minimum_count,
+            "latency_ms": self.latency_ms,
+        }
+        if self.threshold is not None:
+            # A single threshold given by the user replaces a per-class list.
+            changes["detection_threshold"] = self.threshold
+            base = dataclasses.replace(base, detection_threshold_list=None)
+        if self.threshold_list is not None:
+            changes["detection_threshold_list"] = tuple(self.threshold_list)
+        return base.replace(**changes)
+
+    def merged(self, other: "DetectionOverrides") -> "DetectionOverrides":
+        """`other`'s set values on top of these."""
+        return DetectionOverrides(**{f.name: getattr(other, f.name) if getattr(other, f.name) is not None
+                                     else getattr(self, f.name) for f in dataclasses.fields(self)})
+
+
+@dataclass(frozen=True)
+class LedConfig:
+    red: str = ""         # Linux LED class name under /sys/class/leds (detection)
+    green: str = ""       # audio activity
+    blink_ms: int = 200
+    leds_dir: str = "/sys/class/leds"
+    activity_dbfs: float = -50.0
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    url: str = ""                       # mqtt://host:1883 or mqtts://host:8883
+    fleet: str = "keywire"
+    groups: Tuple[str, ...] = ()
+    trusted_keys: Tuple[str, ...] = ()  # Ed25519 public key files allowed to sign models
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    username: str = ""
+    password: str = ""
+    protocol: str = "3.1.1"             # or "5"
+    ha_discovery: bool = False
+    telemetry_s: float = 60.0
+    keepalive_s: int = 30
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    port: str = ""                      # serial:/dev/ttyACM0[@BAUD]
+    mode: str = "detect"                # detect | stream
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    model: str = ""
+    source: str = "mic"
+    realtime: bool = True
+    device_id: str = field(default_factory=socket.gethostname)
+    state_dir: str = ""
+    chunk_ms: int = 100
+    log_level: str = "info"
+    json_events: bool = True
+    detection: DetectionOverrides = DetectionOverrides()
+    led: LedConfig = LedConfig()
+    mqtt: MqttConfig = MqttConfig()
+    board: BoardConfig = BoardConfig()
+    config_path: str = ""
+
+    def validate(self) -> "AgentConfig":
+        if not self.model and not self.state_dir and not (self.board.port and self.board.mode == "detect"):
+            raise ConfigError("no model given (--model or 'model' in the config file)")
+        if self.chunk_ms <= 0:
+            raise ConfigError(f"chunk_ms must be positive, got {self.chunk_ms}")
+        if self.board.mode not in ("detect", "stream"):
+            raise ConfigError(f"board mode must be 'detect' or 'stream', got {self.board.mode!r}")
+        if self.mqtt.protocol not in ("3.1.1", "5"):
+            raise ConfigError(f"mqtt protocol must be '3.1.1' or '5', got {self.mqtt.protocol!r}")
+        return self
+
+
+_SECTIONS = {"detection": DetectionOverrides, "led": LedConfig, "mqtt": MqttConfig, "board": BoardConfig}
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown setting {where}{key!r} (known: {', '.join(sorted(fields))})")
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded by the check above
+        raise ConfigError(f"invalid settings in {where or 'config'}: {exc}") from None
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """The TOML file as a dict; `ConfigError` naming the file and problem."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def build_config(file_values: Mapping[str, Any], overrides: Mapping[str, Any],
+                 config_path: str = "") -> AgentConfig:
+    """Merge file values with command-line overrides (None = not given) into an AgentConfig.
+
+    Override keys are top-level field names, or `section.field` for sections.
+    """
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for key, value in file_values.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] must be a table in the config file")
+            sections[key].update(value)
+        else:
+            top[key] = value
+    for key, value in overrides.items():
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            continue
+        section, dot, name = key.partition(".")
+        if dot:
+            sections[section][name] = value
+        else:
+            top[key] = value
+    built = {name: _build(cls, sections[name], f"[{name}] ") for name, cls in _SECTIONS.items()}
+    cfg = _build(AgentConfig, {**top, "config_path": config_path}, "")
+    return dataclasses.replace(cfg, **built).validate()
