@@ -1,0 +1,73 @@
+"""`keywire features` and `keywire summarize`: inspect what a model sees and is."""
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, List
+
+import numpy as np
+import typer
+
+from keywire.agent.errors import KeywireError
+
+
+class FeatureDtype(str, Enum):
+    uint16 = "uint16"
+    int8 = "int8"
+
+
+def features(
+    wavs: Annotated[List[Path], typer.Argument(help="WAV clips (16-bit PCM; resampled to the model's rate).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model whose fe.* settings define the frontend.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the [N, frames, channels] .npy.")],
+    dtype: Annotated[FeatureDtype, typer.Option(help="uint16 frontend output or the int8 model input.")] = FeatureDtype.uint16,
+) -> None:
+    """Write the model-input features of each clip (trimmed or zero-padded to fe.sample_length_ms)."""
+    from . import cli
+
+    try:
+        stacked = compute_clip_features(wavs, model, dtype.value)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        np.save(output, stacked)
+    except KeywireError as exc:
+        raise cli.fail(exc) from None
+    typer.echo(f"wrote {output} {list(stacked.shape)} {stacked.dtype}", err=True)
+
+
+def compute_clip_features(wavs: List[Path], model_path: Path, dtype: str) -> np.ndarray:
+    """Features of whole clips exactly as MLTK computes them (fresh frontend per clip)."""
+    from keywire.agent.frontend import compute_features, to_model_input
+    from keywire.agent.model import KeywordModel
+    from keywire.agent.sources import read_wav
+
+    model = KeywordModel.load(model_path)
+    fe = model.frontend
+    out = []
+    for wav in wavs:
+        x = read_wav(wav, fe.sample_rate_hz)
+        clip = np.zeros(fe.sample_length, dtype=np.int16)
+        clip[: min(len(x), len(clip))] = x[: len(clip)]
+        u16 = compute_features(clip, fe)
+        out.append(to_model_input(u16, fe) if dtype == "int8" else u16)
+    return np.stack(out) if out else np.zeros((0, fe.n_frames, fe.n_channels), dtype=dtype)
+
+
+def summarize(
+    model: Annotated[Path, typer.Argument(help="A .tflite model.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Ops, tensor shapes, MACs, size and embedded parameters of a model (like `mltk summarize`)."""
+    from . import cli
+    from .summary import summarize as summarize_model
+
+    try:
+        s = summarize_model(model)
+    except KeywireError as exc:
+        raise cli.fail(exc) from None
+    typer.echo(json.dumps(s.to_dict(), indent=2) if as_json else s.to_text())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(features)
+    app.command()(summarize)

@@ -1,0 +1,130 @@
+"""Model summary like `mltk summarize`: ops, tensors, MACs, size and embedded parameters.
+
+Reads the TFLite flatbuffer with the schema shipped by ai-edge-litert (or TensorFlow);
+no interpreter is needed except to confirm the model loads.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keywire.agent.errors import ModelError
+from keywire.agent.params import _schema, read_params
+
+_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8"}
+
+
+@dataclass
+class LayerSummary:
+    index: int
+    op: str
+    inputs: list[list[int]]
+    outputs: list[list[int]]
+    macs: int
+
+
+@dataclass
+class ModelSummary:
+    path: str
+    size_bytes: int
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    layers: list[LayerSummary]
+    total_macs: int
+    total_weight_bytes: int
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["parameters"] = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in self.parameters.items()}
+        return d
+
+    def to_text(self) -> str:
+        lines = [f"Model: {self.path}", f"Size: {self.size_bytes:,} bytes", ""]
+        lines.append(f"{'#':>3}  {'op':<22} {'input shapes':<34} {'output shape':<20} {'MACs':>10}")
+        for layer in self.layers:
+            ins = ", ".join("x".join(map(str, s)) for s in layer.inputs if s)
+            outs = ", ".join("x".join(map(str, s)) for s in layer.outputs)
+            lines.append(f"{layer.index:>3}  {layer.op:<22} {ins[:34]:<34} {outs[:20]:<20} {layer.macs:>10,}")
+        lines += ["", f"Total MACs: {self.total_macs:,}", f"Weights: {self.total_weight_bytes:,} bytes"]
+        for t in self.inputs:
+            lines.append(f"Input:  {t['name']} {t['dtype']} {t['shape']} scale={t['scale']:.6g} zero_point={t['zero_point']}")
+        for t in self.outputs:
+            lines.append(f"Output: {t['name']} {t['dtype']} {t['shape']} scale={t['scale']:.6g} zero_point={t['zero_point']}")
+        lines += ["", "Parameters (SL_PARAMSv1):"]
+        if not self.parameters:
+            lines.append("  (none)")
+        for k, v in self.parameters.items():
+            lines.append(f"  {k:<40} {v}")
+        return "\n".join(lines)
+
+
+def summarize(path: Path) -> ModelSummary:
+    data = Path(path).read_bytes() if Path(path).is_file() else None
+    if data is None:
+        raise ModelError(f"model file not found: {path}")
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelError(f"{path} is not a TFLite model")
+    schema = _schema()
+    try:
+        m = schema.Model.GetRootAs(data, 0)
+        op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        g = m.Subgraphs(0)
+    except Exception as exc:  # flatbuffer access on corrupt data raises anything
+        raise ModelError(f"{path}: corrupt TFLite flatbuffer ({exc})") from None
+
+    def shape(i: int) -> list[int]:
+        return [] if i < 0 else [int(v) for v in g.Tensors(i).ShapeAsNumpy()] if g.Tensors(i).ShapeLength() else []
+
+    def tensor(i: int) -> dict[str, Any]:
+        t = g.Tensors(i)
+        q = t.Quantization()
+        scale = float(q.ScaleAsNumpy()[0]) if q is not None and q.ScaleLength() else 0.0
+        zp = int(q.ZeroPointAsNumpy()[0]) if q is not None and q.ZeroPointLength() else 0
+        return {"name": t.Name().decode(), "shape": shape(i), "dtype": _TYPES.get(t.Type(), str(t.Type())),
+                "scale": scale, "zero_point": zp}
+
+    layers: list[LayerSummary] = []
+    for k in range(g.OperatorsLength()):
+        op = g.Operators(k)
+        code = m.OperatorCodes(op.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = op_names.get(builtin, f"op{builtin}")
+        if name == "CUSTOM":
+            name = code.CustomCode().decode()
+        ins = [shape(int(i)) for i in op.InputsAsNumpy()] if op.InputsLength() else []
+        outs = [shape(int(i)) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        layers.append(LayerSummary(k, name, ins, outs, _macs(name, ins, outs)))
+    weight_bytes = sum(m.Buffers(i).DataLength() for i in range(m.BuffersLength()))
+    params = read_params(data)
+    weight_bytes -= len(_param_bytes(data))
+    return ModelSummary(
+        path=str(path), size_bytes=len(data),
+        inputs=[tensor(int(i)) for i in g.InputsAsNumpy()],
+        outputs=[tensor(int(i)) for i in g.OutputsAsNumpy()],
+        layers=layers, total_macs=sum(x.macs for x in layers), total_weight_bytes=weight_bytes,
+        parameters=params)
+
+
+def _param_bytes(data: bytes) -> bytes:
+    from keywire.agent.params import find_metadata
+
+    return find_metadata(data) or b""
+
+
+def _macs(op: str, ins: list[list[int]], outs: list[list[int]]) -> int:
+    if not outs or not outs[0]:
+        return 0
+    out = outs[0]
+    if op == "CONV_2D" and len(ins) > 1 and len(ins[1]) == 4:
+        _, kh, kw, cin = ins[1]
+        return int(np.prod(out)) * kh * kw * cin
+    if op == "DEPTHWISE_CONV_2D" and len(ins) > 1 and len(ins[1]) == 4:
+        _, kh, kw, _ = ins[1]
+        return int(np.prod(out)) * kh * kw
+    if op == "FULLY_CONNECTED" and len(ins) > 1 and len(ins[1]) == 2:
+        return int(np.prod(out[:-1] or [1])) * ins[1][0] * ins[1][1]
+    return 0
