@@ -133,6 +133,8 @@ class Agent:
         self._reload = threading.Event()
         self._emit_lock = threading.Lock()
         self.ready_callbacks: list[Callable[["Agent"], None]] = []
+        # Called after each SIGHUP reload with ok=False when it failed (systemd READY=1 again).
+        self.reload_callbacks: list[Callable[["Agent", bool], None]] = []
         self.ready = False
         self.started_at = time.monotonic()
         self.model = self._load_model(config.model)
@@ -189,8 +191,12 @@ class Agent:
             self.config = new
             self.swap_model(model)
             log.info("reloaded configuration%s", f" from {new.config_path}" if new.config_path else "")
+            ok = True
         except (KeywireError, OSError) as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
+            ok = False
+        for cb in self.reload_callbacks:
+            cb(self, ok)
 
     # ---------------------------------------------------------------- events
     def emit(self, detection: Detection) -> None:

@@ -236,3 +236,77 @@ def journal_handler(env: ServiceEnvironment, level: int = logging.INFO) -> Optio
             super().emit(record)
 
     return _Handler(level=level, SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER)
+
+
+class ServiceComponent:
+    """Attaches a `ServiceNotifier` to the running `Agent` (an `AgentComponent`).
+
+    READY=1 from the agent's first-inference callback (and again after each reload),
+    WATCHDOG=1 from `tick()` (the processing loop), STATUS= at most once per `status_every_s`.
+    The CLI's signal handlers call `reloading()` (SIGHUP) and `stopping()` (SIGTERM).
+    """
+
+    def __init__(self, notifier: ServiceNotifier, status_every_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.notifier = notifier
+        self.status_every_s = status_every_s
+        self._clock = clock
+        self._agent: Any = None
+        self._samples = 0
+        self._inferences = 0
+        self.detections = 0
+        self._last_status = float("-inf")
+
+    # ------------------------------------------------------------ AgentComponent
+    def start(self, agent: Any) -> None:
+        self._agent = agent
+        agent.ready_callbacks.append(self._on_ready)
+        callbacks = getattr(agent, "reload_callbacks", None)
+        if callbacks is not None:
+            callbacks.append(self._on_reloaded)
+
+    def tick(self, agent: Any, tick: Any) -> None:
+        self._samples += tick.samples
+        self._inferences += tick.inferences
+        self.detections += tick.detections
+        self.notifier.heartbeat(self._samples, self._inferences)
+        now = self._clock()
+        if self.notifier.ready_sent and now - self._last_status >= self.status_every_s:
+            self._last_status = now
+            self.notifier.status(self.status_text())
+
+    def close(self) -> None:
+        self.notifier.close()
+
+    # ------------------------------------------------------------ life cycle
+    def _on_ready(self, agent: Any) -> None:
+        self.notifier.ready(self.status_text())
+        log.info("ready: %s", self.status_text())
+
+    def _on_reloaded(self, agent: Any, ok: bool) -> None:
+        text = self.status_text() if ok else "reload failed, running the previous configuration | " + self.status_text()
+        self.notifier.ready(text)
+
+    def reloading(self) -> None:
+        """From the SIGHUP handler, before `Agent.request_reload()`."""
+        self.notifier.reloading()
+
+    def stopping(self) -> None:
+        """From the SIGTERM/SIGINT handler, before `Agent.stop()`."""
+        self.notifier.stopping()
+
+    def status_text(self) -> str:
+        agent = self._agent
+        if agent is None:
+            return "starting"
+        model = f"{agent.model.name}" + (f" v{agent.model.version}" if agent.model.version else "")
+        audio = getattr(getattr(agent, "audio", None), "state", None)
+        source = agent.config.source + (f" ({audio.value})" if audio is not None else "")
+        return format_status(model, source, self.detections, self._mqtt_state(agent))
+
+    def _mqtt_state(self, agent: Any) -> str:
+        for c in getattr(agent, "components", ()):
+            state = getattr(c, "mqtt_state", None)
+            if state is not None:
+                return str(state() if callable(state) else state)
+        return "off" if not agent.config.mqtt.url else "not started"
