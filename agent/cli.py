@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--led-green", help="LED class name showing audio activity")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.add_argument("--quiet", action="store_true", help="no JSON lines on stdout")
+    from .install import add_service_commands
+
+    COMMANDS.update(add_service_commands(sub))
     return p
 
 
@@ -76,6 +80,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .events import LogSink, StdoutSink
     from .led import LedResponder
     from .runtime import Agent
+    from .service import ServiceComponent, ServiceEnvironment, ServiceNotifier, journal_handler
 
     config, overrides = load_agent_config(a)
     logging.getLogger().setLevel(getattr(logging, config.log_level.upper(), logging.INFO) if not a.debug
@@ -83,14 +88,29 @@ def cmd_run(a: argparse.Namespace) -> int:
     sinks: list = [LogSink()]
     if config.json_events:
         sinks.insert(0, StdoutSink())
-    components: list = []
+    # systemd: sd_notify + journal; silent without NOTIFY_SOCKET / JOURNAL_STREAM.
+    service_env = ServiceEnvironment.from_environ(os.environ)
+    journal = journal_handler(service_env)
+    if journal is not None:
+        logging.getLogger().handlers[:] = [journal]
+    service = ServiceComponent(ServiceNotifier(service_env))
+    components: list = [service]
     if config.led.red or config.led.green:
         components.append(LedResponder(config.led))
     agent = Agent(config, sinks=sinks, components=components, cli_overrides=overrides)
-    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
-    signal.signal(signal.SIGINT, lambda *_: agent.stop())
+
+    def _stop(*_: Any) -> None:
+        service.stopping()
+        agent.stop()
+
+    def _reload(*_: Any) -> None:
+        service.reloading()
+        agent.request_reload()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())
+        signal.signal(signal.SIGHUP, _reload)
     return agent.run()
 
 

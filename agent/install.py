@@ -9,6 +9,7 @@ does it run `systemd-sysusers` and `systemctl daemon-reload`.
 """
 from __future__ import annotations
 
+import argparse
 import grp
 import os
 import pwd
@@ -153,8 +154,9 @@ state_dir = "/var/lib/keywire"
 # debug | info | warning | error
 # log_level = "info"
 
-# Print each detection as one JSON line on stdout (it lands in the journal too).
-# json_events = true
+# Print each detection as one JSON line on stdout. Off for the service: detections go to
+# the journal with KEYWORD, SCORE, MODEL and EVENT_ID fields instead.
+json_events = false
 
 [detection]
 # Values here override the model's own detection parameters.
@@ -367,3 +369,43 @@ def uninstall_service(req: InstallRequest) -> InstallReport:
         run(["systemctl", "daemon-reload"])
         report.commands.append("systemctl daemon-reload")
     return report
+
+
+# ------------------------------------------------------------------ command line
+def add_service_commands(sub: "argparse._SubParsersAction") -> dict:
+    """Register `install-service` and `uninstall-service` on keywire-agent's subparsers."""
+    ins = sub.add_parser("install-service", help="install the systemd unit, service user and a default config")
+    ins.add_argument("--user", default="keywire", help="account the service runs as (created if missing)")
+    ins.add_argument("--config", default=DEFAULT_CONFIG, help="config file the service reads")
+    ins.add_argument("--exec", dest="exec_path", default="",
+                     help="keywire-agent executable for ExecStart (default: this installation's)")
+    ins.add_argument("--root", default="/", help="write under this directory instead of / (packaging)")
+    ins.add_argument("--print-unit", action="store_true", help="print the unit that would be installed and exit")
+    uni = sub.add_parser("uninstall-service", help="stop, disable and remove the systemd unit")
+    uni.add_argument("--config", default=DEFAULT_CONFIG, help="config file to remove with --purge")
+    uni.add_argument("--root", default="/", help="remove from under this directory instead of /")
+    uni.add_argument("--purge", action="store_true", help=f"also remove the config file and {STATE_DIR}")
+    return {"install-service": cmd_install_service, "uninstall-service": cmd_uninstall_service}
+
+
+def _print_report(report: InstallReport) -> None:
+    for label, items in (("wrote", report.written), ("kept", report.kept), ("removed", report.removed),
+                         ("ran", report.commands)):
+        for item in items:
+            print(f"{label} {item}")
+    for note in report.notes:
+        print(note)
+
+
+def cmd_install_service(a: "argparse.Namespace") -> int:
+    req = InstallRequest(user=a.user, config_path=a.config, exec_path=a.exec_path, root=a.root)
+    if a.print_unit:
+        print(render_unit(unit_options_for(req)), end="")
+        return 0
+    _print_report(install_service(req))
+    return 0
+
+
+def cmd_uninstall_service(a: "argparse.Namespace") -> int:
+    _print_report(uninstall_service(InstallRequest(config_path=a.config, root=a.root, purge=a.purge)))
+    return 0
