@@ -1,0 +1,132 @@
+"""MLTK's augmentation set: waveform (offset, loudness, speed, pitch, noise) and SpecAugment.
+
+Waveform augmentations run once per cached feature copy (they need the frontend afterwards,
+which is the expensive part); SpecAugment masks run on feature batches at every step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .audio import fit_length
+from .recipe import AugmentationSettings
+
+
+@dataclass(frozen=True)
+class NoiseBank:
+    """Background-noise recordings (float32, int16 scale) to cut random snippets from."""
+
+    recordings: tuple[np.ndarray, ...]
+
+    def snippet(self, rng: np.random.Generator, n: int) -> np.ndarray | None:
+        """A random `n`-sample snippet normalised to RMS 1, or None when the bank is empty."""
+        if not self.recordings:
+            return None
+        rec = self.recordings[int(rng.integers(len(self.recordings)))]
+        if len(rec) < n:
+            rec = np.tile(rec, n // max(1, len(rec)) + 1)
+        start = int(rng.integers(0, len(rec) - n + 1))
+        x = rec[start:start + n].astype(np.float32)
+        x = x - x.mean()
+        rms = float(np.sqrt(np.mean(x * x)))
+        return x / rms if rms > 1e-3 else None
+
+
+def _dbfs_to_rms(dbfs: float) -> float:
+    return 32767.0 * 10 ** (dbfs / 20)
+
+
+def pitch_shift(x: np.ndarray, semitones: float) -> np.ndarray:
+    """Shift pitch keeping duration: resample (changes both) then time-stretch back by
+    overlap-add of Hann-windowed grains (cheap WSOLA-free stretch, good enough for augmentation)."""
+    if abs(semitones) < 1e-3:
+        return x
+    factor = 2 ** (semitones / 12)
+    y = _resample_factor(x.astype(np.float32), factor)  # shorter when factor > 1, higher pitch
+    return _stretch(y, len(x))
+
+
+def _resample_factor(x: np.ndarray, factor: float) -> np.ndarray:
+    """Play `x` `factor` times faster (linear interpolation; output length len/factor)."""
+    n = max(2, int(round(len(x) / factor)))
+    t = np.linspace(0, len(x) - 1, n)
+    return np.interp(t, np.arange(len(x)), x).astype(np.float32)
+
+
+def _stretch(x: np.ndarray, length: int, grain: int = 512) -> np.ndarray:
+    """Overlap-add time stretch of `x` to `length` samples (grains at 50% overlap)."""
+    hop_out = grain // 2
+    n_grains = max(1, (length - grain) // hop_out + 1)
+    hop_in = (len(x) - grain) / max(1, n_grains - 1) if len(x) > grain else 0
+    w = np.hanning(grain).astype(np.float32)
+    out = np.zeros(length + grain, dtype=np.float32)
+    norm = np.zeros(length + grain, dtype=np.float32)
+    xp = np.pad(x, (0, grain))
+    for i in range(n_grains):
+        s = int(round(i * hop_in))
+        o = i * hop_out
+        out[o:o + grain] += xp[s:s + grain] * w
+        norm[o:o + grain] += w
+    return out[:length] / np.maximum(norm[:length], 1e-3)
+
+
+def augment_waveform(x: np.ndarray, rng: np.random.Generator, a: AugmentationSettings,
+                     noise: NoiseBank, length: int, rate: int) -> np.ndarray:
+    """One random augmented version of int16 clip `x`, `length` samples long."""
+    y = x.astype(np.float32)
+    lo, hi = a.speed
+    if hi > lo or lo != 1.0:
+        y = _resample_factor(y, float(rng.uniform(lo, hi)))
+    lo, hi = a.pitch_semitones
+    if hi > lo or lo != 0.0:
+        y = pitch_shift(y, float(rng.uniform(lo, hi)))
+    lo, hi = a.loudness_db
+    y = y * 10 ** (float(rng.uniform(lo, hi)) / 20)
+    shift = int(rng.integers(-a.time_shift_ms, a.time_shift_ms + 1)) * rate // 1000 if a.time_shift_ms else 0
+    y = fit_length(np.clip(np.round(y), -32768, 32767).astype(np.int16), length, shift).astype(np.float32)
+    if rng.random() < a.noise_probability:
+        n = noise.snippet(rng, length)
+        if n is not None:
+            y = y + n * _dbfs_to_rms(float(rng.uniform(*a.noise_dbfs)))
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def make_silence(seed: int, noise: NoiseBank, length: int) -> np.ndarray:
+    """A `_silence_` example: a background-noise snippet at a random level (-70..-30 dBFS),
+    or digital silence (one in ten, and always when there is no noise)."""
+    rng = np.random.default_rng(seed)
+    if rng.random() < 0.1:
+        return np.zeros(length, dtype=np.int16)
+    n = noise.snippet(rng, length)
+    if n is None:
+        return np.zeros(length, dtype=np.int16)
+    y = n * _dbfs_to_rms(float(rng.uniform(-70, -30)))
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def spec_augment(batch: np.ndarray, rng: np.random.Generator, a: AugmentationSettings,
+                 fill: float) -> np.ndarray:
+    """Time and frequency masks (SpecAugment) on a float batch [n, frames, channels] in place."""
+    n, frames, ch = batch.shape[:3]
+    for i in range(n):
+        if rng.random() >= a.specaugment_probability:
+            continue
+        for _ in range(a.time_masks):
+            w = int(rng.integers(0, a.time_mask_frames + 1))
+            if w:
+                s = int(rng.integers(0, max(1, frames - w)))
+                batch[i, s:s + w] = fill
+        for _ in range(a.freq_masks):
+            w = int(rng.integers(0, a.freq_mask_channels + 1))
+            if w:
+                s = int(rng.integers(0, max(1, ch - w)))
+                batch[i, :, s:s + w] = fill
+    return batch
+
+
+def noise_bank(files: Sequence[str], rate: int) -> NoiseBank:
+    from .audio import load_noise
+
+    return NoiseBank(tuple(load_noise(f, rate) for f in files))

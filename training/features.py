@@ -1,0 +1,150 @@
+"""Features for training, computed by the agent's own frontend and cached on disk.
+
+Each clip gives an array [1 + copies, frames, channels]: the clean clip, then `copies`
+waveform-augmented versions. The cache key is the frontend settings, the augmentation
+settings, the number of copies and the file's content hash, so a second run (or another
+recipe with the same frontend) skips extraction, and any change recomputes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from keywire.agent.errors import AudioError
+from keywire.agent.settings import FrontendSettings
+
+from .audio import fit_length, load_clip
+from .augment import NoiseBank, augment_waveform, make_silence
+from .dataset import Clip
+from .recipe import AugmentationSettings
+
+log = logging.getLogger("keywire.training")
+FEATURE_VERSION = "1"  # bump when extraction/augmentation code changes meaning
+
+
+def default_cache_dir() -> Path:
+    """`$KEYWIRE_CACHE` or `~/.cache/keywire` (features are large, keep them out of the repo)."""
+    return Path(os.environ.get("KEYWIRE_CACHE", Path.home() / ".cache" / "keywire")) / "features"
+
+
+def clip_features(samples: np.ndarray, fe: FrontendSettings) -> np.ndarray:
+    """Frontend output for one model input clip, via the agent's frontend (fresh state per clip)."""
+    from keywire.agent.frontend import compute_features
+
+    return np.asarray(compute_features(samples, fe))
+
+
+def batch_features(clips: np.ndarray, fe: FrontendSettings) -> np.ndarray:
+    """Frontend output for equal-length clips [n, samples] (vectorised, fresh state per clip)."""
+    from keywire.agent.frontend import compute_features_batch
+
+    return np.asarray(compute_features_batch(clips, fe))
+
+
+def model_input(features: np.ndarray, fe: FrontendSettings) -> np.ndarray:
+    """What the model's (float) training input sees: the int8 values the device feeds the
+    int8 model (MLTK mapping), as float32; MFCC features pass through."""
+    if fe.frontend_type == "mfcc":
+        return np.asarray(features, dtype=np.float32)
+    from keywire.agent.frontend import to_model_input
+
+    return to_model_input(features, fe).astype(np.float32)
+
+
+@dataclasses.dataclass
+class FeatureStats:
+    computed: int = 0
+    cached: int = 0
+    skipped: list[str] = dataclasses.field(default_factory=list)
+
+
+class FeatureCache:
+    """Disk cache of per-clip feature copies under `root/<settings hash>/`."""
+
+    def __init__(self, root: Path, fe: FrontendSettings, aug: AugmentationSettings,
+                 noise: NoiseBank, noise_files: Sequence[str]) -> None:
+        self.fe, self.aug, self.noise = fe, aug, noise
+        cfg = {"fe": dataclasses.asdict(fe), "aug": dataclasses.asdict(aug), "v": FEATURE_VERSION,
+               "noise": [Path(f).name + ":" + str(Path(f).stat().st_size) for f in noise_files]}
+        self.key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.root = Path(root) / self.key
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.stats = FeatureStats()
+
+    def _file_key(self, clip: Clip, copies: int) -> str:
+        if clip.is_generated:
+            ident = f"silence:{clip.silence_seed}"
+        else:
+            ident = hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()
+        return hashlib.sha1(f"{ident}|{copies}".encode()).hexdigest()
+
+    def get(self, clip: Clip, copies: int) -> Optional[np.ndarray]:
+        """uint16 [1 + copies, frames, channels] for a clip, or None when its file is unusable
+        (reported by name in `stats.skipped`)."""
+        try:
+            key = self._file_key(clip, copies)
+        except OSError as exc:
+            self.stats.skipped.append(f"{clip.path}: {exc.strerror}")
+            return None
+        path = self.root / key[:2] / f"{key}.npy"
+        if path.exists():
+            try:
+                arr = np.load(path)
+                self.stats.cached += 1
+                return arr
+            except (OSError, ValueError):
+                pass  # damaged cache entry: recompute
+        try:
+            arr = self._compute(clip, copies, int(key[:8], 16))
+        except AudioError as exc:
+            self.stats.skipped.append(str(exc))
+            log.warning("skipped %s", exc)
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, arr)
+        os.replace(tmp, path)
+        self.stats.computed += 1
+        return arr
+
+    def _compute(self, clip: Clip, copies: int, seed: int) -> np.ndarray:
+        fe = self.fe
+        length = fe.sample_length
+        if clip.is_generated:
+            base = make_silence(clip.silence_seed or 0, self.noise, length)
+            raw = base
+        else:
+            raw = load_clip(clip.path, fe.sample_rate_hz)
+            base = fit_length(raw, length)
+        rng = np.random.default_rng(seed)
+        waves = [base]
+        for _ in range(copies):
+            if clip.is_generated:  # silence copies: fresh noise, other level
+                waves.append(make_silence(int(rng.integers(1 << 31)), self.noise, length))
+            else:
+                waves.append(augment_waveform(raw, rng, self.aug, self.noise, length, fe.sample_rate_hz))
+        return batch_features(np.stack(waves), fe)
+
+
+def extract(clips: Sequence[Clip], cache: FeatureCache, copies: int,
+            progress: Optional[Callable[[int, int], None]] = None) -> tuple[np.ndarray, list[Clip]]:
+    """Features of many clips: (array [n, 1 + copies, frames, ch], the clips kept)."""
+    arrays, kept = [], []
+    for i, c in enumerate(clips):
+        a = cache.get(c, copies)
+        if a is not None:
+            arrays.append(a)
+            kept.append(c)
+        if progress:
+            progress(i + 1, len(clips))
+    if not arrays:
+        fe = cache.fe
+        return np.zeros((0, 1 + copies, fe.n_frames, fe.n_channels), np.uint16), kept
+    return np.stack(arrays), kept

@@ -1,0 +1,339 @@
+"""Training recipes: one frozen description of a training run, read from TOML.
+
+A recipe names the data, the keywords, the frontend (`fe.*` settings the agent will use),
+the model, the schedule and the augmentation. Every field can be overridden from the command
+line with its dotted name (`--epochs 3`, `--augmentation.copies 2`, `--frontend.window_step_ms 20`).
+Unknown or mistyped fields are rejected by name before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Tuple
+
+from keywire.agent.errors import ConfigError, KeywireError
+from keywire.agent.settings import DetectionSettings, FrontendSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class AugmentationSettings:
+    """MLTK-style augmentation. Waveform augmentations are applied to `copies` cached
+    feature copies of each training clip; SpecAugment masks are drawn fresh every batch."""
+
+    copies: int = 4                       # augmented feature copies per training clip (0 = none)
+    time_shift_ms: int = 100              # random offset in [-t, +t]
+    loudness_db: Tuple[float, float] = (-10.0, 6.0)  # random gain range
+    speed: Tuple[float, float] = (0.9, 1.1)  # resampling factor (tempo and pitch)
+    pitch_semitones: Tuple[float, float] = (-2.0, 2.0)  # pitch shift, tempo kept
+    noise_probability: float = 0.8        # chance to mix a background noise snippet
+    noise_dbfs: Tuple[float, float] = (-55.0, -25.0)  # RMS level of the mixed noise
+    time_masks: int = 2                   # SpecAugment masks along time per example
+    time_mask_frames: int = 8             # maximum width of a time mask
+    freq_masks: int = 2                   # SpecAugment masks along channels per example
+    freq_mask_channels: int = 4           # maximum width of a frequency mask
+    specaugment_probability: float = 0.8  # chance an example gets masks at all
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything a training run needs; the same recipe gives the same model."""
+
+    name: str = "model"
+    version: int = 1
+    description: str = ""
+    data: Tuple[str, ...] = ()            # Speech Commands-layout folders
+    background_noise: Tuple[str, ...] = ()  # extra noise folders (each dataset's _background_noise_ is used too)
+    keywords: Tuple[str, ...] = ()
+    unknown_class_percentage: float = 100.0  # 0 = no _unknown_ class
+    silence_class_percentage: float = 100.0  # 0 = no _silence_ class
+    validation_percentage: float = 10.0
+    testing_percentage: float = 10.0
+    model: str = "ds_cnn"                 # zoo name, or path/to/file.py[:function]
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 0.005
+    lr_schedule: str = "cosine"           # cosine | step | constant
+    warmup_epochs: int = 1
+    early_stopping_patience: int = 10     # epochs without val accuracy gain (0 = off)
+    class_weights: str = "balanced"       # balanced | none
+    label_smoothing: float = 0.05
+    weight_decay: float = 1e-4
+    seed: int = 1
+    max_clips_per_class: int = 0          # 0 = all (caps very large datasets)
+    frontend: FrontendSettings = field(default_factory=FrontendSettings)
+    augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+
+    # ------------------------------------------------------------ derived
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        """Model output classes: keywords, then `_unknown_`, then `_silence_` (when enabled)."""
+        out = list(self.keywords)
+        if self.unknown_class_percentage > 0:
+            out.append("_unknown_")
+        if self.silence_class_percentage > 0:
+            out.append("_silence_")
+        return tuple(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (TOML-writable: tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_toml(self) -> str:
+        return dumps_toml(self.to_dict())
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> "Recipe":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        """Structural checks that need no data (data-dependent checks live in dataset.py)."""
+        if not self.keywords:
+            raise ConfigError("recipe field 'keywords' is empty: name at least one keyword")
+        if len(set(self.keywords)) != len(self.keywords):
+            raise ConfigError(f"recipe field 'keywords' lists a word twice: {list(self.keywords)}")
+        for k in self.keywords:
+            if not k or k.startswith("_"):
+                raise ConfigError(f"recipe field 'keywords': {k!r} is not a keyword name")
+        if not self.data:
+            raise ConfigError("recipe field 'data' is empty: name at least one dataset folder")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"recipe field '{name}' must be positive, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"recipe field 'learning_rate' must be positive, got {self.learning_rate}")
+        if self.lr_schedule not in ("cosine", "step", "constant"):
+            raise ConfigError(f"recipe field 'lr_schedule' must be cosine, step or constant, got {self.lr_schedule!r}")
+        if self.class_weights not in ("balanced", "none"):
+            raise ConfigError(f"recipe field 'class_weights' must be balanced or none, got {self.class_weights!r}")
+        for name in ("validation_percentage", "testing_percentage", "unknown_class_percentage",
+                     "silence_class_percentage"):
+            v = getattr(self, name)
+            if v < 0 or (name in ("validation_percentage", "testing_percentage") and v >= 100):
+                raise ConfigError(f"recipe field '{name}' is out of range: {v}")
+        if self.validation_percentage + self.testing_percentage >= 100:
+            raise ConfigError("recipe fields 'validation_percentage' + 'testing_percentage' leave no training data")
+        a = self.augmentation
+        if a.copies < 0:
+            raise ConfigError("recipe field 'augmentation.copies' must be >= 0")
+        for name in ("loudness_db", "speed", "pitch_semitones", "noise_dbfs"):
+            lo, hi = getattr(a, name)
+            if lo > hi:
+                raise ConfigError(f"recipe field 'augmentation.{name}' has min > max: {[lo, hi]}")
+        if a.speed[0] <= 0:
+            raise ConfigError("recipe field 'augmentation.speed' must be positive")
+        for name in ("noise_probability", "specaugment_probability"):
+            if not 0 <= getattr(a, name) <= 1:
+                raise ConfigError(f"recipe field 'augmentation.{name}' must be within 0..1")
+        try:
+            self.frontend.validate()
+            self.detection.validate(len(self.classes))
+        except KeywireError as exc:
+            raise ConfigError(f"recipe: {exc}") from exc
+
+
+_SECTIONS = {"frontend": FrontendSettings, "augmentation": AugmentationSettings,
+             "detection": DetectionSettings}
+
+
+def field_names() -> list[str]:
+    """Every settable recipe field, dotted for sections (for help texts and CLI parsing)."""
+    out = []
+    for f in dataclasses.fields(Recipe):
+        if f.name in _SECTIONS:
+            out += [f"{f.name}.{g.name}" for g in dataclasses.fields(_SECTIONS[f.name])]
+        else:
+            out.append(f.name)
+    return out
+
+
+def from_dict(values: Mapping[str, Any], base: Optional[Recipe] = None, source: str = "recipe") -> Recipe:
+    """Build a recipe from nested values (as TOML gives them) over `base`; typos are errors."""
+    base = base or Recipe()
+    top: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown field '{key}'{_suggest(key, fields)}")
+        if key in _SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: field '{key}' must be a table")
+            top[key] = _section(key, value, getattr(base, key), source)
+        else:
+            top[key] = _convert(key, value, getattr(base, key), source)
+    r = dataclasses.replace(base, **top)
+    return r
+
+
+def _section(name: str, values: Mapping[str, Any], current: Any, source: str) -> Any:
+    cls = _SECTIONS[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    changes = {}
+    for key, value in values.items():
+        k = key[3:] if name == "frontend" and key.startswith("fe.") else key
+        if k not in fields:
+            raise ConfigError(f"{source}: unknown field '{name}.{key}'{_suggest(k, fields, name + '.')}")
+        changes[k] = _convert(f"{name}.{k}", value, getattr(current, k), source)
+    return dataclasses.replace(current, **changes)
+
+
+def _convert(key: str, value: Any, current: Any, source: str) -> Any:
+    """Coerce a TOML/CLI value to the type of the field's current value."""
+    try:
+        if key in ("data", "background_noise", "keywords"):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            return tuple(str(v) for v in value)
+        if key == "detection.detection_threshold_list":
+            if value is None or value == "":
+                return None
+            if isinstance(value, str):
+                value = value.split(",")
+            return tuple(int(v) for v in value)
+        if isinstance(current, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if isinstance(current, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, tuple):
+            if isinstance(value, str):
+                value = value.split(",")
+            items = tuple(float(v) for v in value)
+            if len(items) != len(current):
+                raise ValueError(f"expected {len(current)} values")
+            return items
+        if isinstance(current, str):
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: field '{key}' has an invalid value {value!r}") from exc
+    return value
+
+
+def _suggest(key: str, fields: Mapping[str, Any], prefix: str = "") -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(fields), n=1)
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+
+
+def load_recipe(path: Path | str, overrides: Optional[Mapping[str, Any]] = None) -> Recipe:
+    """Read a TOML recipe, apply dotted CLI overrides, validate. Relative data paths are
+    resolved against the recipe's folder."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"recipe {p} not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"recipe {p} is not valid TOML: {exc}") from exc
+    r = from_dict(raw, source=f"recipe {p.name}")
+    r = r.replace(data=_resolve(r.data, p.parent), background_noise=_resolve(r.background_noise, p.parent))
+    if r.model.endswith(".py") or ".py:" in r.model:
+        file, _, fn = r.model.partition(":")
+        if not Path(file).is_absolute() and (p.parent / file).exists():
+            r = r.replace(model=str(p.parent / file) + (f":{fn}" if fn else ""))
+    if overrides:
+        r = apply_overrides(r, overrides)
+    r.validate()
+    return r
+
+
+def _resolve(paths: Tuple[str, ...], base: Path) -> Tuple[str, ...]:
+    out = []
+    for s in paths:
+        q = Path(s).expanduser()
+        out.append(str(q if q.is_absolute() else (base / q).resolve()))
+    return tuple(out)
+
+
+def apply_overrides(recipe: Recipe, overrides: Mapping[str, Any]) -> Recipe:
+    """Apply {'epochs': '3', 'augmentation.copies': '1'} style overrides (CLI values)."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        key = key.replace("-", "_")
+        if "." in key:
+            section, _, sub = key.partition(".")
+            if section not in _SECTIONS:
+                raise ConfigError(f"option --{key}: unknown field '{key}'")
+            nested.setdefault(section, {})[sub] = value
+        else:
+            nested[key] = value
+    return from_dict(nested, base=recipe, source="command line")
+
+
+def parse_cli_overrides(args: list[str]) -> dict[str, Any]:
+    """`['--epochs', '3', '--augmentation.copies=1']` -> {'epochs': '3', 'augmentation.copies': '1'}."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            raise ConfigError(f"unexpected argument {a!r} (recipe fields are given as --field value)")
+        name = a[2:]
+        if "=" in name:
+            name, _, value = name.partition("=")
+        else:
+            if i + 1 >= len(args):
+                raise ConfigError(f"option --{name} needs a value")
+            i += 1
+            value = args[i]
+        name = name.replace("-", "_")
+        if name not in field_names():
+            import difflib
+
+            close = difflib.get_close_matches(name, field_names(), n=1)
+            hint = f" (did you mean --{close[0]}?)" if close else ""
+            raise ConfigError(f"unknown recipe field --{name}{hint}")
+        out[name] = value
+        i += 1
+    return out
+
+
+# ---------------------------------------------------------------- TOML writing
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items() if x is not None}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def dumps_toml(d: Mapping[str, Any]) -> str:
+    """Minimal TOML writer for recipes (scalars, lists, one level of tables)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"

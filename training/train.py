@@ -1,0 +1,300 @@
+"""`keywire train`: from a recipe to a model directory.
+
+Steps: scan the data (errors before any work), extract features with the agent's frontend
+(cached), train with per-batch SpecAugment, balanced class weights, warmup + cosine schedule,
+early stopping and a best-validation checkpoint; export int8 and float .tflite with
+SL_PARAMSv1; evaluate the int8 model through the agent's runtime on the held-out test split.
+
+The model directory holds `<name>.keras`, `<name>.tflite` (int8), `<name>.float.tflite`,
+`recipe.toml`, `history.json`, `history.png`, `report.json` and `dataset.json`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from keywire.agent.errors import ConfigError, KeywireError
+
+from .augment import noise_bank, spec_augment
+from .dataset import SILENCE, SPLITS, Clip, Dataset, load_dataset
+from .features import FeatureCache, default_cache_dir, extract, model_input
+from .recipe import Recipe
+from . import zoo
+
+log = logging.getLogger("keywire.training")
+
+Progress = Callable[[str], None]
+ModelFactory = Callable[[tuple, int], Any]
+
+
+@dataclass
+class PreparedData:
+    """Model inputs per split: x [n, copies, frames, ch, 1] float32 (train keeps all copies),
+    y [n] class indices."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    clips: dict[str, list[Clip]]
+    noise_files: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    computed: int = 0
+    cached: int = 0
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    keras_path: Path
+    tflite_path: Path
+    float_tflite_path: Path
+    history: dict[str, list[float]]
+    report: dict[str, Any]
+    seconds: float
+
+
+def _say(progress: Optional[Progress], msg: str) -> None:
+    (progress or log.info)(msg)
+
+
+def prepare_data(recipe: Recipe, dataset: Dataset, cache_root: Optional[Path] = None,
+                 progress: Optional[Progress] = None) -> PreparedData:
+    """Features (cached) for every split, as float model inputs with labels."""
+    fe = recipe.frontend
+    cache = FeatureCache(cache_root or default_cache_dir(), fe, recipe.augmentation,
+                         noise_bank(dataset.noise_files, fe.sample_rate_hz), dataset.noise_files)
+    xs, ys, kept_all = {}, {}, {}
+    for split in SPLITS:
+        copies = recipe.augmentation.copies if split == "train" else 0
+        clips = dataset.clips[split]
+        last = [time.monotonic()]
+
+        def tick(i: int, n: int) -> None:
+            if progress and (time.monotonic() - last[0] > 5 or i == n):
+                last[0] = time.monotonic()
+                progress(f"features {split}: {i}/{n} clips")
+
+        u16, kept = extract(clips, cache, copies, tick)
+        n, c = u16.shape[:2]
+        flat = u16.reshape((n * c,) + u16.shape[2:])
+        x = np.stack([model_input(f, fe) for f in flat]) if len(flat) else \
+            np.zeros((0,) + u16.shape[2:], np.float32)
+        xs[split] = x.reshape((n, c) + u16.shape[2:] + (1,)).astype(np.float32)
+        ys[split] = np.array([recipe.classes.index(k.label) for k in kept], dtype=np.int64)
+        kept_all[split] = kept
+    if len(ys["train"]) == 0:
+        raise ConfigError("no usable training clips (every file was skipped)")
+    for k in recipe.classes:
+        if not np.any(ys["train"] == recipe.classes.index(k)):
+            raise ConfigError(f"class {k!r} has no usable training clips")
+    return PreparedData(xs, ys, kept_all, list(dataset.noise_files), cache.stats.skipped, cache.stats.computed, cache.stats.cached)
+
+
+def class_weights(y: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
+    """'balanced' weights n / (k * count_c) (sklearn's formula), or ones."""
+    if mode != "balanced":
+        return np.ones(n_classes, np.float32)
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    w = len(y) / (n_classes * np.maximum(counts, 1))
+    return w.astype(np.float32)
+
+
+def lr_at(recipe: Recipe, epoch: int) -> float:
+    """Learning rate for an epoch: linear warmup, then cosine, step (x0.1 at 50%/75%) or constant."""
+    base = recipe.learning_rate
+    if epoch < recipe.warmup_epochs:
+        return base * (epoch + 1) / (recipe.warmup_epochs + 1)
+    if recipe.lr_schedule == "constant":
+        return base
+    t = (epoch - recipe.warmup_epochs) / max(1, recipe.epochs - recipe.warmup_epochs)
+    if recipe.lr_schedule == "step":
+        return base * (0.1 if t >= 0.5 else 1.0) * (0.1 if t >= 0.75 else 1.0)
+    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _batches(recipe: Recipe, data: PreparedData, binary: bool, n_classes: int):
+    """A keras PyDataset over the training split: random feature copy per clip, SpecAugment,
+    class weights as sample weights, one-hot (smoothed) targets."""
+    import keras
+
+    x, y = data.x["train"], data.y["train"]
+    w = class_weights(y, n_classes, recipe.class_weights)
+    a = recipe.augmentation
+
+    class TrainBatches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(recipe.seed)
+            self.order = np.arange(len(y))
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            return max(1, math.ceil(len(y) / recipe.batch_size))
+
+        def on_epoch_end(self) -> None:
+            self.rng.shuffle(self.order)
+            self.copy = self.rng.integers(0, x.shape[1], size=len(y))
+
+        def __getitem__(self, i: int):
+            idx = self.order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+            xb = x[idx, self.copy[idx]].copy()
+            if a.time_masks or a.freq_masks:
+                spec_augment(xb, self.rng, a, fill=-128.0)
+            yb = _targets(y[idx], n_classes, binary, recipe.label_smoothing)
+            return xb, yb, w[y[idx]]
+
+    return TrainBatches()
+
+
+def _targets(y: np.ndarray, n_classes: int, binary: bool, smoothing: float) -> np.ndarray:
+    if binary:
+        t = (y == 0).astype(np.float32)[:, None]  # keyword is class 0
+        return t * (1 - smoothing) + smoothing / 2
+    t = np.eye(n_classes, dtype=np.float32)[y]
+    return t * (1 - smoothing) + smoothing / n_classes
+
+
+def build_model(recipe: Recipe, factory: Optional[ModelFactory] = None):
+    """(keras model, binary?) for the recipe's model name or a given factory (transfer)."""
+    fe = recipe.frontend
+    shape = (fe.n_frames, fe.n_channels, 1)
+    if factory is not None:
+        m = factory(shape, len(recipe.classes))
+        return m, int(m.output_shape[-1]) == 1
+    return zoo.build(recipe.model, shape, len(recipe.classes))
+
+
+def check_recipe(recipe: Recipe) -> Dataset:
+    """Everything that can be checked before training: recipe fields, model name, data."""
+    recipe.validate()
+    zoo.resolve(recipe.model) if recipe.model != "transfer" else None
+    ds = load_dataset(recipe)
+    return ds
+
+
+def train(recipe: Recipe, out_dir: Path, cache_root: Optional[Path] = None,
+          progress: Optional[Progress] = None, factory: Optional[ModelFactory] = None,
+          dataset: Optional[Dataset] = None, verbose: int = 2) -> TrainResult:
+    """Train the recipe's model and write the model directory `out_dir`."""
+    t0 = time.monotonic()
+    dataset = dataset or check_recipe(recipe)
+    _say(progress, "dataset:\n" + dataset.summary())
+    for s in dataset.skipped:
+        _say(progress, f"skipped {s}")
+    data = prepare_data(recipe, dataset, cache_root, progress)
+    for s in data.skipped:
+        _say(progress, f"skipped {s}")
+    _say(progress, f"features: {data.computed} clips computed, {data.cached} from cache")
+
+    import keras
+
+    keras.utils.set_random_seed(recipe.seed)
+    model, binary = build_model(recipe, factory)
+    if binary and len(recipe.keywords) != 1:
+        raise ConfigError("recipe field 'model': a single-output (binary) model needs exactly one keyword")
+    n_classes = len(recipe.classes)
+    loss = keras.losses.BinaryCrossentropy() if binary else keras.losses.CategoricalCrossentropy()
+    model.compile(optimizer=keras.optimizers.AdamW(recipe.learning_rate, weight_decay=recipe.weight_decay),
+                  loss=loss, metrics=["binary_accuracy" if binary else "categorical_accuracy"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras_path = out_dir / f"{recipe.name}.keras"
+    has_val = len(data.y["validation"]) > 0
+    monitor = "val_accuracy" if has_val else "accuracy"
+    metric = "binary_accuracy" if binary else "categorical_accuracy"
+
+    class Renamer(keras.callbacks.Callback):
+        """Expose the accuracy metric as accuracy/val_accuracy (one name for every model)."""
+
+        def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+            if logs is not None:
+                for pre in ("", "val_"):
+                    if pre + metric in logs:
+                        logs[pre + "accuracy"] = logs[pre + metric]
+                logs["lr"] = float(lr_at(recipe, epoch))
+
+    callbacks: list[Any] = [
+        keras.callbacks.LearningRateScheduler(lambda e, lr: lr_at(recipe, e)),
+        Renamer(),
+        keras.callbacks.ModelCheckpoint(str(keras_path), monitor=monitor, mode="max", save_best_only=True),
+    ]
+    if recipe.early_stopping_patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
+                                                       patience=recipe.early_stopping_patience))
+    val = None
+    if has_val:
+        val = (data.x["validation"][:, 0], _targets(data.y["validation"], n_classes, binary, 0.0))
+    _say(progress, f"training {model.name}: {model.count_params()} parameters, {len(data.y['train'])} clips "
+                   f"x {data.x['train'].shape[1]} feature copies, {recipe.epochs} epochs")
+    hist = model.fit(_batches(recipe, data, binary, n_classes), validation_data=val, epochs=recipe.epochs,
+                     callbacks=callbacks, verbose=verbose)
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    best = keras.models.load_model(keras_path, compile=False) if keras_path.exists() else model
+    if not keras_path.exists():
+        best.save(keras_path)
+    result = export_model_dir(recipe, best, data, out_dir, history, binary)
+    result.seconds = time.monotonic() - t0
+    report = dict(result.report)
+    report["training_seconds"] = round(result.seconds, 1)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    result.report = report
+    return result
+
+
+def export_model_dir(recipe: Recipe, model: Any, data: PreparedData, out_dir: Path,
+                     history: dict[str, list[float]], binary: bool) -> TrainResult:
+    """Write .tflite files, recipe, history and the evaluation report next to the .keras model."""
+    from keywire.agent.model import KeywordModel
+
+    from .evaluate import EvalItem, evaluate_clips
+    from .export import model_params, to_float_tflite, to_int8_tflite, with_params
+    from .history import save_history
+
+    fe = recipe.frontend
+    classes = (recipe.keywords[0],) if binary else recipe.classes
+    params = model_params(recipe.name, recipe.version, classes, fe, recipe.detection,
+                          {"description": recipe.description} if recipe.description else None)
+    rep = data.x["train"][:, 0]
+    rng = np.random.default_rng(recipe.seed)
+    rep = rep[rng.permutation(len(rep))[:300]]
+    int8 = with_params(to_int8_tflite(model, rep, fe.frontend_type == "mfcc"), params)
+    flt = with_params(to_float_tflite(model, fe), params)
+    tfl, ftfl = out_dir / f"{recipe.name}.tflite", out_dir / f"{recipe.name}.float.tflite"
+    tfl.write_bytes(int8)
+    ftfl.write_bytes(flt)
+    (out_dir / "recipe.toml").write_text(recipe.to_toml())
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    save_history(history, out_dir / "history.png", recipe.name)
+    counts = {s: {k: int(np.sum(data.y[s] == i)) for i, k in enumerate(recipe.classes)} for s in SPLITS}
+    (out_dir / "dataset.json").write_text(json.dumps(
+        {"counts": counts, "skipped": data.skipped,
+         "speakers": {s: sorted({c.speaker for c in data.clips[s] if not c.is_generated}) for s in SPLITS}},
+        indent=1) + "\n")
+    report: dict[str, Any] = {"name": recipe.name, "classes": list(classes), "model": recipe.model,
+                              "tflite_bytes": len(int8), "float_tflite_bytes": len(flt),
+                              "parameters": int(model.count_params()),
+                              "epochs_run": len(next(iter(history.values()), [])),
+                              "best_val_accuracy": max(history.get("val_accuracy", [0.0]) or [0.0])}
+    noise = noise_bank(data.noise_files, fe.sample_rate_hz)
+    for split in ("validation", "test"):
+        items = [EvalItem(c.path or f"generated silence {c.silence_seed}", c.label, _audio_loader(c, noise, fe))
+                 for c in data.clips[split]]
+        if items:
+            report[split] = evaluate_clips(KeywordModel.load(tfl), items).summary()
+    return TrainResult(out_dir, out_dir / f"{recipe.name}.keras", tfl, ftfl, history, report, 0.0)
+
+
+def _audio_loader(clip: Clip, noise: Any, fe: Any) -> Callable[[], np.ndarray]:
+    """Audio of a dataset clip at the frontend's rate (generated silence is regenerated)."""
+    from .audio import load_clip
+    from .augment import make_silence
+
+    if clip.is_generated:
+        return lambda: make_silence(clip.silence_seed or 0, noise, fe.sample_length)
+    return lambda: load_clip(clip.path, fe.sample_rate_hz)

@@ -1,0 +1,207 @@
+"""The model zoo: each entry builds a Keras model from (input shape, number of classes).
+
+Inputs are [frames, channels, 1] float tensors holding the int8 values the device feeds
+(-128..127); every model starts by rescaling them to about -1..1. A user can name a Python
+file instead (`path/to/file.py` with `build(input_shape, n_classes)`, or `file.py:function`),
+like Edge Impulse's expert mode or an MLTK model spec.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from keywire.agent.errors import ConfigError
+
+Builder = Callable[[Sequence[int], int], Any]
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    builder: Builder
+    description: str
+    binary: bool = False  # one sigmoid output (single keyword), else softmax over classes
+
+
+def _layers():
+    import keras
+    from keras import layers
+
+    return keras, layers
+
+
+def _stem(input_shape: Sequence[int], name: str):
+    keras, layers = _layers()
+    inp = keras.Input(shape=tuple(input_shape), name="features")
+    return inp, layers.Rescaling(1.0 / 128.0, name="rescale")(inp)
+
+
+def _conv_bn(x, filters, kernel, strides=1, name=""):
+    _, layers = _layers()
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name + "conv")(x)
+    x = layers.BatchNormalization(name=name + "bn")(x)
+    return layers.ReLU(name=name + "relu")(x)
+
+
+def on_off_cnn(input_shape: Sequence[int], n_classes: int, filters: Sequence[int] = (8, 16, 24),
+               dropout: float = 0.2):
+    """MLTK's on/off CNN shape: 3 strided Conv2D + BN + ReLU, max-pool, dense (tiny, MCU-sized)."""
+    keras, layers = _layers()
+    inp, x = _stem(input_shape, "on_off_cnn")
+    for i, f in enumerate(filters):
+        x = _conv_bn(x, f, 3, strides=2, name=f"b{i}_")
+    x = layers.MaxPooling2D(2, padding="same")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(dropout)(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="on_off_cnn")
+
+
+def ds_cnn(input_shape: Sequence[int], n_classes: int, filters: int = 64, blocks: int = 4,
+           dropout: float = 0.2):
+    """DS-CNN (Zhang et al., "Hello Edge"): a strided conv then depthwise-separable blocks."""
+    keras, layers = _layers()
+    inp, x = _stem(input_shape, "ds_cnn")
+    x = _conv_bn(x, filters, (10, 4), strides=(2, 2), name="c0_")
+    for i in range(blocks):
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{i}")(x)
+        x = layers.BatchNormalization(name=f"dw{i}_bn")(x)
+        x = layers.ReLU(name=f"dw{i}_relu")(x)
+        x = _conv_bn(x, filters, 1, name=f"pw{i}_")
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="ds_cnn")
+
+
+def tc_resnet(input_shape: Sequence[int], n_classes: int, width: float = 1.5,
+              channels: Sequence[int] = (24, 32, 48), dropout: float = 0.2):
+    """TC-ResNet8 (Choi et al. 2019): 1-D temporal convolutions with the frequency channels as
+    the conv depth, three residual blocks with stride 2."""
+    keras, layers = _layers()
+    inp, x = _stem(input_shape, "tc_resnet")
+    frames, ch = int(input_shape[0]), int(input_shape[1])
+    x = layers.Reshape((frames, 1, ch))(x)
+    x = layers.Conv2D(int(16 * width), (3, 1), padding="same", use_bias=False, name="c0")(x)
+    for i, c in enumerate(channels):
+        c = int(c * width)
+        y = _conv_bn(x, c, (9, 1), strides=(2, 1), name=f"r{i}a_")
+        y = layers.Conv2D(c, (9, 1), padding="same", use_bias=False, name=f"r{i}b_conv")(y)
+        y = layers.BatchNormalization(name=f"r{i}b_bn")(y)
+        s = _conv_bn(x, c, 1, strides=(2, 1), name=f"r{i}s_")
+        x = layers.ReLU(name=f"r{i}_relu")(layers.Add(name=f"r{i}_add")([y, s]))
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="tc_resnet")
+
+
+def mobilenetv2(input_shape: Sequence[int], n_classes: int, alpha: float = 0.5,
+                dropout: float = 0.2):
+    """A MobileNetV2-style net (inverted residuals, linear bottlenecks): the transfer base."""
+    keras, layers = _layers()
+    inp, x = _stem(input_shape, "mobilenetv2")
+
+    def c(n: int) -> int:
+        return max(8, int(n * alpha + 4) // 8 * 8)
+
+    x = _conv_bn(x, c(32), 3, strides=2, name="stem_")
+    cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2), (6, 64, 2, 2), (6, 96, 1, 1)]
+    k = 0
+    for t, ch, n, s in cfg:
+        for j in range(n):
+            stride = s if j == 0 else 1
+            in_ch = x.shape[-1]
+            y = x
+            if t != 1:
+                y = _conv_bn(y, in_ch * t, 1, name=f"ir{k}_exp_")
+            y = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"ir{k}_dw")(y)
+            y = layers.BatchNormalization(name=f"ir{k}_dw_bn")(y)
+            y = layers.ReLU(name=f"ir{k}_dw_relu")(y)
+            y = layers.Conv2D(c(ch), 1, use_bias=False, name=f"ir{k}_proj")(y)
+            y = layers.BatchNormalization(name=f"ir{k}_proj_bn")(y)
+            if stride == 1 and in_ch == c(ch):
+                y = layers.Add(name=f"ir{k}_add")([x, y])
+            x = y
+            k += 1
+    x = _conv_bn(x, c(256), 1, name="head_")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="mobilenetv2")
+
+
+def dnn(input_shape: Sequence[int], n_classes: int, units: int = 144, depth: int = 3, dropout: float = 0.2):
+    """Plain feed-forward baseline (Hello Edge's DNN): flatten and dense layers."""
+    keras, layers = _layers()
+    inp, x = _stem(input_shape, "dnn")
+    x = layers.Flatten()(x)
+    for i in range(depth):
+        x = layers.Dense(units, name=f"fc{i}")(x)
+        x = layers.BatchNormalization(name=f"fc{i}_bn")(x)
+        x = layers.ReLU()(x)
+        x = layers.Dropout(dropout)(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="dnn")
+
+
+def binary_cnn(input_shape: Sequence[int], n_classes: int = 1, filters: Sequence[int] = (8, 16, 24)):
+    """Single-keyword detector (TFLite speech tutorial style): small CNN, one sigmoid output."""
+    keras, layers = _layers()
+    inp, x = _stem(input_shape, "binary_cnn")
+    for i, f in enumerate(filters):
+        x = _conv_bn(x, f, 3, strides=2, name=f"b{i}_")
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(1, activation="sigmoid", name="scores")(x)
+    return keras.Model(inp, out, name="binary_cnn")
+
+
+ZOO: dict[str, ZooEntry] = {e.name: e for e in (
+    ZooEntry("on_off_cnn", on_off_cnn, "MLTK on/off CNN: 3 strided conv + BN + ReLU, max-pool, dense"),
+    ZooEntry("ds_cnn", ds_cnn, "DS-CNN (Hello Edge): depthwise-separable conv blocks"),
+    ZooEntry("tc_resnet", tc_resnet, "TC-ResNet8: temporal 1-D conv residual net"),
+    ZooEntry("mobilenetv2", mobilenetv2, "MobileNetV2-style inverted residual net (transfer base)"),
+    ZooEntry("dnn", dnn, "plain feed-forward baseline"),
+    ZooEntry("binary_cnn", binary_cnn, "single-keyword sigmoid detector", binary=True),
+)}
+
+
+def resolve(spec: str) -> ZooEntry:
+    """A zoo entry by name, or a user builder from `file.py[:function]`; `ConfigError` otherwise."""
+    if spec in ZOO:
+        return ZOO[spec]
+    file, _, fn = spec.partition(":") if ".py" in spec else (spec, "", "")
+    if file.endswith(".py"):
+        p = Path(file)
+        if not p.is_file():
+            raise ConfigError(f"recipe field 'model': builder file {p} not found")
+        mod_spec = importlib.util.spec_from_file_location(f"keywire_user_model_{p.stem}", p)
+        assert mod_spec and mod_spec.loader
+        mod = importlib.util.module_from_spec(mod_spec)
+        try:
+            mod_spec.loader.exec_module(mod)
+        except Exception as exc:  # user code: report its error as a config problem
+            raise ConfigError(f"recipe field 'model': {p} failed to import: {exc}") from exc
+        fn = fn or "build"
+        builder = getattr(mod, fn, None)
+        if not callable(builder):
+            raise ConfigError(f"recipe field 'model': {p} has no function {fn}(input_shape, n_classes)")
+        return ZooEntry(f"{p.stem}:{fn}", builder, f"user builder {p}", binary=bool(getattr(mod, "BINARY", False)))
+    import difflib
+
+    close = difflib.get_close_matches(spec, list(ZOO), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(f"recipe field 'model': unknown model {spec!r}{hint}; choose one of "
+                      f"{', '.join(ZOO)} or a path to a .py builder")
+
+
+def build(spec: str, input_shape: Sequence[int], n_classes: int):
+    """Build the named model; the output layer must match the classes."""
+    entry = resolve(spec)
+    model = entry.builder(tuple(int(d) for d in input_shape), 1 if entry.binary else n_classes)
+    units = int(model.output_shape[-1])
+    if units != (1 if entry.binary else n_classes) and not (units == 1 and not entry.binary):
+        raise ConfigError(f"model {spec!r} has {units} outputs but the recipe has {n_classes} classes")
+    return model, (entry.binary or units == 1)
