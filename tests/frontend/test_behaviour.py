@@ -1,0 +1,114 @@
+"""Frontend behaviour on generated signals, the int8 mappings and settings validation
+(no ../shared needed)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from keywire.agent.errors import KeywireError, ParamsError
+from keywire.agent.frontend import (Frontend, compute_features, dynamic_scale_range, to_model_input,
+                                    to_model_input_mfcc, validate_settings)
+from keywire.agent.settings import FrontendSettings
+
+from .conftest import MFCC, MICRO_SPEECH, ON_OFF_V3
+
+
+def _tone(freq: float, dbfs: float, seconds: float = 1.0, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return np.round(np.sin(2 * np.pi * freq * t) * 32767 * 10 ** (dbfs / 20)).astype(np.int16)
+
+
+def test_digital_silence_is_all_zero():
+    for s in (ON_OFF_V3, MICRO_SPEECH):
+        out = compute_features(np.zeros(16000, np.int16), s)
+        assert out.shape == (s.n_frames, s.n_channels) and not out.any()
+
+
+def test_tone_peaks_in_its_mel_channel_and_grows_with_level():
+    s = dataclasses.replace(ON_OFF_V3, noise_reduction_enable=False, dc_notch_filter_enable=False)
+    peaks = []
+    for freq in (500.0, 1000.0, 3000.0):
+        out = compute_features(_tone(freq, -12), s)
+        peaks.append(int(np.argmax(out[-1])))
+    assert peaks[0] < peaks[1] < peaks[2]
+    quiet = compute_features(_tone(1000.0, -40), s)[-1].max()
+    loud = compute_features(_tone(1000.0, -6), s)[-1].max()
+    # log scale: 34 dB more is ln(10^(34/20)) * 2^6 ~ 250 uint16 units more
+    assert 200 < int(loud) - int(quiet) < 300
+
+
+def test_noise_reduction_suppresses_stationary_noise():
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(32000) * 1000).astype(np.int16)
+    with_nr = compute_features(noise, ON_OFF_V3)
+    without = compute_features(noise, dataclasses.replace(ON_OFF_V3, noise_reduction_enable=False))
+    assert with_nr[-20:].mean() < without[-20:].mean() - 20
+
+
+def test_dc_notch_removes_a_dc_offset():
+    tone = _tone(1000.0, -20)
+    offset = np.clip(tone.astype(np.int32) + 8000, -32768, 32767).astype(np.int16)
+    s = dataclasses.replace(ON_OFF_V3, noise_reduction_enable=False)
+    no_notch = dataclasses.replace(s, dc_notch_filter_enable=False)
+    low = slice(0, 3)  # channels nearest DC
+    assert compute_features(offset, no_notch)[10:, low].mean() > compute_features(tone, no_notch)[10:, low].mean() + 50
+    np.testing.assert_allclose(compute_features(offset, s)[10:, low].mean(),
+                               compute_features(tone, s)[10:, low].mean(), atol=15)
+
+
+def test_static_int8_mapping():
+    u = np.array([[0, 1, 332, 333, 334, 665, 666, 1000, 65535]], dtype=np.uint16)
+    want = [(int(v) * 256 + 333) // 666 - 128 for v in u[0]]
+    want = np.clip(want, -128, 127)
+    np.testing.assert_array_equal(to_model_input(u, MICRO_SPEECH)[0], want)
+    assert to_model_input(u, MICRO_SPEECH)[0, 0] == -128 and to_model_input(u, MICRO_SPEECH)[0, -1] == 127
+
+
+def test_dynamic_int8_mapping():
+    assert dynamic_scale_range(ON_OFF_V3) == 294          # int(40 * 64 * ln(10)/20)
+    u = np.array([[1000, 1000 - 294, 1000 - 147, 0, 999]], dtype=np.uint16)
+    q = to_model_input(u, ON_OFF_V3)[0]
+    assert q.tolist() == [127, -128, 147 * 255 // 294 - 128, -128, 293 * 255 // 294 - 128]
+    # below the range: negative before truncation toward zero, then clamped
+    quiet = np.array([[100, 50]], dtype=np.uint16)      # max - R < 0 -> min 0, span 100
+    assert to_model_input(quiet, ON_OFF_V3)[0].tolist() == [127, 50 * 255 // 100 - 128]
+    assert to_model_input(np.zeros((3, 4), np.uint16), ON_OFF_V3).tolist() == [[-128] * 4] * 3
+
+
+def test_mfcc_output_and_quantisation(speech_stream):
+    out = Frontend(MFCC).process(speech_stream)
+    assert out.dtype == np.float32 and out.shape[1] == 13 and np.isfinite(out).all()
+    q = to_model_input_mfcc(np.array([-1.0, -0.25, 0.25, 0.5, 100.0]), scale=0.5, zero_point=3)
+    assert q.dtype == np.int8 and q.tolist() == [1, 2, 4, 4, 127]   # half away from zero: 0.5 -> 1
+    with pytest.raises(ParamsError):
+        to_model_input_mfcc(np.zeros(3), scale=0.0, zero_point=0)
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"pcan_enable": True, "noise_reduction_enable": False}, "fe.pcan_enable"),
+    ({"fft_length": 1024}, "fe.fft_length"),
+    ({"filterbank_upper_band_limit": 9000.0}, "Nyquist"),
+    ({"window_step_ms": 40}, "fe.window_step_ms"),
+    ({"noise_reduction_even_smoothing": 1.5}, "fe.noise_reduction_even_smoothing"),
+    ({"frontend_type": "spectrogram"}, "fe.frontend_type"),
+    ({"frontend_type": "mfcc", "mfcc_n_coefficients": 41}, "fe.mfcc_n_coefficients"),
+    ({"window_size_ms": 0}, "fe.window_size_ms"),
+    ({"dc_notch_filter_coefficient": 1.0}, "fe.dc_notch_filter_coefficient"),
+    ({"filterbank_n_channels": 0}, "fe.filterbank_n_channels"),
+])
+def test_invalid_settings_raise_one_named_error(changes, needle):
+    bad = dataclasses.replace(MICRO_SPEECH, **changes)
+    with pytest.raises(ParamsError) as info:
+        Frontend(bad)
+    assert isinstance(info.value, KeywireError)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ParamsError):
+        validate_settings(bad)
+
+
+def test_valid_settings_pass_validation():
+    for s in (ON_OFF_V3, MICRO_SPEECH, MFCC, FrontendSettings(), FrontendSettings(sample_rate_hz=8000,
+                                                                                  filterbank_upper_band_limit=3900.0)):
+        validate_settings(s)

@@ -1,0 +1,64 @@
+"""Fresh-machine references: TensorFlow's audio_microfrontend_op (the same TFLM C library that
+MLTK wraps; identical to MLTK at 8 kHz and at 16 kHz with 20/25/32/40 ms windows, DC notch off)
+and tf.signal's MFCC recipe, both on real espeak-ng speech."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from keywire.agent.frontend import compute_features
+from keywire.agent.mfcc import mfcc_features
+from keywire.agent.settings import FrontendSettings
+
+from .conftest import MFCC
+
+tf = pytest.importorskip("tensorflow")
+
+
+def _microfrontend_op():
+    try:
+        from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op
+    except Exception as exc:  # pragma: no cover - depends on the TF build
+        pytest.skip(f"TensorFlow has no audio_microfrontend_op: {exc}")
+    return audio_microfrontend_op.audio_microfrontend
+
+
+@pytest.mark.parametrize("rate,window_ms,step_ms,channels,pcan,min_signal", [
+    (16000, 25, 10, 40, False, 0.05),
+    (16000, 25, 10, 32, True, 0.05),
+    (16000, 20, 20, 40, True, 0.05),
+    (16000, 40, 20, 64, False, 0.4),
+    (8000, 30, 10, 40, True, 0.05),
+    (8000, 30, 20, 24, False, 0.05),
+])
+def test_matches_tensorflow_microfrontend(speech_stream, rate, window_ms, step_ms, channels, pcan, min_signal):
+    op = _microfrontend_op()
+    audio = speech_stream if rate == 16000 else speech_stream[::2]
+    upper = 7500.0 if rate == 16000 else 3800.0
+    s = FrontendSettings(sample_rate_hz=rate, window_size_ms=window_ms, window_step_ms=step_ms,
+                         filterbank_n_channels=channels, filterbank_upper_band_limit=upper,
+                         noise_reduction_enable=True, noise_reduction_min_signal_remaining=min_signal,
+                         pcan_enable=pcan)
+    want = op(tf.constant(audio), sample_rate=rate, window_size=window_ms, window_step=step_ms,
+              num_channels=channels, upper_band_limit=upper, lower_band_limit=125.0,
+              min_signal_remaining=min_signal, enable_pcan=pcan, out_scale=1, out_type=tf.uint16).numpy()
+    got = compute_features(audio, s)
+    assert got.shape == want.shape
+    assert int(want.max()) > 300          # real signal, not an all-zero comparison
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("n_coefficients", [10, 13, 40])
+def test_mfcc_matches_tf_signal(speech_stream, n_coefficients):
+    s = dataclasses.replace(MFCC, mfcc_n_coefficients=n_coefficients)
+    x = speech_stream.astype(np.float32) / 32768.0
+    stft = tf.signal.stft(x, frame_length=s.window_samples, frame_step=s.step_samples, fft_length=s.fft_size)
+    mel = tf.signal.linear_to_mel_weight_matrix(s.filterbank_n_channels, s.fft_size // 2 + 1, s.sample_rate_hz,
+                                                s.filterbank_lower_band_limit, s.filterbank_upper_band_limit)
+    log_mel = tf.math.log(tf.tensordot(tf.abs(stft), mel, 1) + 1e-6)
+    want = tf.signal.mfccs_from_log_mel_spectrograms(log_mel)[..., :n_coefficients].numpy()
+    got = mfcc_features(speech_stream, s)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
