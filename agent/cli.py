@@ -102,6 +102,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     def _stop(*_: Any) -> None:
         service.stopping()
         agent.stop()
+        if service.loop_stalled():
+            raise SystemExit(0)  # unblocks a read on a stalled source; run() still closes everything
 
     def _reload(*_: Any) -> None:
         service.reloading()

@@ -256,6 +256,7 @@ class ServiceComponent:
         self._inferences = 0
         self.detections = 0
         self._last_status = float("-inf")
+        self.last_tick = clock()
 
     # ------------------------------------------------------------ AgentComponent
     def start(self, agent: Any) -> None:
@@ -266,6 +267,7 @@ class ServiceComponent:
             callbacks.append(self._on_reloaded)
 
     def tick(self, agent: Any, tick: Any) -> None:
+        self.last_tick = self._clock()
         self._samples += tick.samples
         self._inferences += tick.inferences
         self.detections += tick.detections
@@ -294,6 +296,11 @@ class ServiceComponent:
     def stopping(self) -> None:
         """From the SIGTERM/SIGINT handler, before `Agent.stop()`."""
         self.notifier.stopping()
+
+    def loop_stalled(self, after_s: float = 1.0) -> bool:
+        """True when the processing loop has not completed a pass for `after_s` (blocked reading
+        a stalled source): a stop request must then interrupt the read instead of waiting for audio."""
+        return self._clock() - self.last_tick > after_s
 
     def status_text(self) -> str:
         agent = self._agent

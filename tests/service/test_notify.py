@@ -81,6 +81,22 @@ def test_ready_watchdog_stall_and_stop(tmp_path, loudness_model, speech, notify)
         agent.close()
 
 
+def test_sigterm_stops_promptly_while_the_source_is_stalled(tmp_path, loudness_model, speech, notify):
+    agent = start(tmp_path, loudness_model, speech, notify)
+    try:
+        notify.wait_for(lambda m: m.fields.get("READY") == "1", timeout=60)
+        agent.flowing.clear()
+        time.sleep(1.5)  # the agent is now blocked reading stdin
+        t0 = time.monotonic()
+        agent.signal(signal.SIGTERM)
+        notify.wait_for(lambda m: m.fields.get("STOPPING") == "1", timeout=5, after=t0)
+        assert agent.wait(5) == 0
+        assert time.monotonic() - t0 < 5
+        assert not any("Traceback" in line for line in agent.stderr_lines), agent.stderr_lines
+    finally:
+        agent.close()
+
+
 def test_sighup_reloads_threshold_with_reloading_then_ready(tmp_path, loudness_model, speech, notify):
     agent = start(tmp_path, loudness_model, speech, notify, threshold=255)
     try:
