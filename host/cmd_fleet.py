@@ -1,0 +1,178 @@
+"""Fleet commands: `keywire push`, `keywire keys generate`, `keywire fleet status`, `keywire watch`."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from keywire.agent.errors import KeywireError
+
+keys_app = typer.Typer(help="Ed25519 keys that sign pushed models.", no_args_is_help=True)
+fleet_app = typer.Typer(help="The devices of a fleet.", no_args_is_help=True)
+
+Mqtt = Annotated[str, typer.Option("--mqtt", help="Broker URL: mqtt://HOST[:PORT] or mqtts://HOST[:PORT].",
+                                   envvar="KEYWIRE_MQTT")]
+Fleet = Annotated[str, typer.Option("--fleet", help="Fleet name (topic prefix keywire/NAME/).", envvar="KEYWIRE_FLEET")]
+Ca = Annotated[Optional[Path], typer.Option("--ca", help="CA certificate for TLS.", envvar="KEYWIRE_MQTT_CA")]
+Cert = Annotated[Optional[Path], typer.Option("--cert", help="Client certificate (TLS).", envvar="KEYWIRE_MQTT_CERT")]
+CertKey = Annotated[Optional[Path], typer.Option("--cert-key", help="Client certificate's private key.",
+                                                 envvar="KEYWIRE_MQTT_KEY")]
+User = Annotated[Optional[str], typer.Option("--username", help="Broker user name.", envvar="KEYWIRE_MQTT_USER")]
+Password = Annotated[Optional[str], typer.Option("--password", help="Broker password.",
+                                                 envvar="KEYWIRE_MQTT_PASSWORD")]
+Protocol = Annotated[str, typer.Option("--protocol", help="MQTT protocol: 3.1.1 or 5.")]
+
+
+def _settings(url: str, client: str, ca: Optional[Path], cert: Optional[Path], cert_key: Optional[Path],
+              username: Optional[str], password: Optional[str], protocol: str):
+    import os
+    import uuid
+
+    from keywire.agent.fleet.link import MqttSettings
+
+    return MqttSettings(url=url, client_id=f"keywire-{client}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                        username=username or "", password=password or "", ca=str(ca or ""), cert=str(cert or ""),
+                        key=str(cert_key or ""), protocol=protocol).validate()
+
+
+def push(
+    model: Annotated[Path, typer.Argument(help="Model .tflite with SL_PARAMSv1 (classes, fe.*).")],
+    mqtt: Mqtt,
+    fleet: Fleet,
+    key: Annotated[Path, typer.Option("--key", help="Ed25519 signing key (from `keywire keys generate`).",
+                                      envvar="KEYWIRE_SIGNING_KEY")],
+    device: Annotated[Optional[List[str]], typer.Option("--device", help="Target device id (repeatable).")] = None,
+    group: Annotated[Optional[str], typer.Option("--group", help="Target every device of this group.")] = None,
+    all_devices: Annotated[bool, typer.Option("--all", help="Target every device of the fleet.")] = False,
+    canary: Annotated[int, typer.Option("--canary", help="Push to N devices first; continue only if healthy.")] = 0,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for every device to report.")] = 300.0,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Bytes per MQTT message (<= 120 KiB).")] = 32768,
+    version: Annotated[Optional[str], typer.Option("--version", help="Version to announce (default: the model's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    ca: Ca = None, cert: Cert = None, cert_key: CertKey = None, username: User = None, password: Password = None,
+    protocol: Protocol = "3.1.1",
+) -> None:
+    """Sign MODEL and push it to devices; exit 0 only when every target reports it active."""
+    from keywire.agent.fleet.signing import load_private_key
+    from keywire.agent.errors import ModelError
+
+    from . import cli
+    from .push import PushEngine, PushOptions, PushTarget
+
+    def show(d) -> None:
+        if not as_json:
+            extra = f" {d.received}/{d.total}" if d.total and d.state == "receiving" else ""
+            typer.echo(f"{d.device_id}: {d.state}{extra}{(' - ' + d.reason) if d.reason else ''}", err=True)
+
+    try:
+        try:
+            data = model.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read model {model}: {exc.strerror}") from None
+        engine = PushEngine(_settings(mqtt, "push", ca, cert, cert_key, username, password, protocol), fleet,
+                            load_private_key(key), on_update=show)
+        result = engine.push(data, PushTarget(tuple(device or ()), group or "", all_devices),
+                             PushOptions(chunk_size=chunk_size, canary=canary, wait_s=wait, version=version))
+    except KeywireError as exc:
+        raise cli.fail(exc) from None
+    m = result.manifest
+    if as_json:
+        typer.echo(json.dumps({"ok": result.ok, "model": m.name, "version": m.version, "sha256": m.sha256,
+                               "size": m.size, "chunks": m.n_chunks, "seconds": round(result.seconds, 3),
+                               "canary_failed": result.canary_failed,
+                               "devices": {d: {"state": p.state, "reason": p.reason}
+                                           for d, p in sorted(result.devices.items())}}, indent=1))
+    else:
+        ok = sum(p.ok for p in result.devices.values())
+        typer.echo(f"{m.name} v{m.version} ({m.sha256[:12]}, {m.size} bytes): active on {ok}/{len(result.devices)} "
+                   f"devices in {result.seconds:.1f} s")
+        for p in result.failures():
+            typer.echo(f"FAILED {p.device_id}: {p.state}: {p.reason or 'no reason given'}")
+    if not result.ok:
+        raise typer.Exit(6)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    directory: Annotated[Path, typer.Argument(help="Where to write signing.key (private) and signing.pub.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key pair.")] = False,
+) -> None:
+    """Create an Ed25519 key pair: keep signing.key on the host, copy signing.pub to devices."""
+    from keywire.agent.fleet.signing import generate_keys, key_id, load_public_key
+
+    from . import cli
+
+    try:
+        priv, pub = generate_keys(directory, overwrite=force)
+    except KeywireError as exc:
+        raise cli.fail(exc) from None
+    typer.echo(f"wrote {priv} (keep secret) and {pub} (key id {key_id(load_public_key(pub))})")
+
+
+@fleet_app.command("status")
+def fleet_status_cmd(
+    mqtt: Mqtt, fleet: Fleet,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array instead of a table.")] = False,
+    ca: Ca = None, cert: Cert = None, cert_key: CertKey = None, username: User = None, password: Password = None,
+    protocol: Protocol = "3.1.1",
+) -> None:
+    """Every device: online, model, version, last seen, detections per hour."""
+    from . import cli
+    from .fleet_view import fleet_status, format_rows
+
+    try:
+        rows = fleet_status(_settings(mqtt, "status", ca, cert, cert_key, username, password, protocol), fleet)
+    except KeywireError as exc:
+        raise cli.fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in rows], indent=1))
+    else:
+        typer.echo(format_rows(rows) if rows else f"no device of fleet {fleet!r} has reported to this broker")
+
+
+def watch(
+    mqtt: Mqtt, fleet: Fleet,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    count: Annotated[int, typer.Option("--count", help="Exit after this many detections (0: run until Ctrl-C).")] = 0,
+    ca: Ca = None, cert: Cert = None, cert_key: CertKey = None, username: User = None, password: Password = None,
+    protocol: Protocol = "3.1.1",
+) -> None:
+    """Live detections of the whole fleet, one line each."""
+    from . import cli
+    from .fleet_view import Watcher, format_detection
+
+    done = threading.Event()
+    seen = [0]
+
+    def show(d, raw) -> None:
+        line = json.dumps(raw, separators=(",", ":"), sort_keys=True) if as_json else format_detection(d)
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        seen[0] += 1
+        if count and seen[0] >= count:
+            done.set()
+
+    try:
+        w = Watcher(_settings(mqtt, "watch", ca, cert, cert_key, username, password, protocol), fleet, show).start()
+    except KeywireError as exc:
+        raise cli.fail(exc) from None
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        w.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("push")(push)
+    app.command("watch")(watch)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(fleet_app, name="fleet")

@@ -1,0 +1,109 @@
+"""`keywire fleet status` and `keywire watch`: the fleet as the broker's retained messages show it,
+and its live detections."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+from keywire.agent.events import Detection
+from keywire.agent.fleet.link import MqttSettings
+
+from .fleet_client import FleetClient
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    device_id: str
+    online: bool
+    model: str
+    version: str
+    sha256: str
+    last_seen: float
+    detections_per_hour: float
+    groups: tuple[str, ...]
+    reason: str
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["groups"] = list(self.groups)
+        return d
+
+
+def fleet_status(settings: MqttSettings, fleet: str, settle_s: float = 0.5) -> list[DeviceRow]:
+    """Every device that ever reported to this broker, from retained status and telemetry."""
+    client = FleetClient(settings, fleet).connect()
+    try:
+        client.settle(settle_s)
+        with client.lock:
+            status, telemetry = dict(client.status), dict(client.telemetry)
+    finally:
+        client.close()
+    rows = []
+    for dev, s in sorted(status.items()):
+        t = telemetry.get(dev)
+        rows.append(DeviceRow(
+            device_id=dev, online=s.online, model=s.model.name if s.model else "",
+            version=s.model.version if s.model else "", sha256=s.model.sha256 if s.model else "",
+            last_seen=max(s.time, t.time if t else 0.0),
+            detections_per_hour=round(sum(t.detections_per_hour.values()), 2) if t else 0.0,
+            groups=s.groups, reason=s.reason))
+    return rows
+
+
+def format_rows(rows: list[DeviceRow], now: Optional[float] = None) -> str:
+    now = now or time.time()
+    lines = [f"{'DEVICE':<20} {'ONLINE':<7} {'MODEL':<18} {'VERSION':<10} {'LAST SEEN':>10} {'DET/H':>8}  NOTE"]
+    for r in rows:
+        ago = now - r.last_seen if r.last_seen else float("nan")
+        seen = "never" if not r.last_seen else (f"{ago:.0f}s ago" if ago < 120 else f"{ago / 60:.0f}m ago"
+                                                if ago < 7200 else f"{ago / 3600:.0f}h ago")
+        lines.append(f"{r.device_id:<20} {'yes' if r.online else 'no':<7} {r.model[:18]:<18} {r.version[:10]:<10} "
+                     f"{seen:>10} {r.detections_per_hour:>8.1f}  {r.reason}")
+    return "\n".join(lines)
+
+
+class Watcher:
+    """Live detections of the whole fleet, each event id once (re-deliveries are dropped)."""
+
+    def __init__(self, settings: MqttSettings, fleet: str, on_detection: Callable[[Detection, dict], None],
+                 remember: int = 10000) -> None:
+        self.on_detection = on_detection
+        self._seen: "OrderedDict[str, None]" = OrderedDict()
+        self._remember = remember
+        self._lock = threading.Lock()
+        self.client = FleetClient(settings, fleet, extra_topics=(f"keywire/{fleet}/device/+/event",),
+                                  on_other=self._on_other)
+
+    def _on_other(self, topic: str, payload: bytes) -> None:
+        if not topic.endswith("/event"):
+            return
+        try:
+            raw = json.loads(payload)
+            if not isinstance(raw, dict) or raw.get("type", "detection") != "detection":
+                return
+            d = Detection.from_dict(raw)
+        except (ValueError, TypeError):
+            return
+        with self._lock:
+            if d.event_id in self._seen:
+                return
+            self._seen[d.event_id] = None
+            if len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+        self.on_detection(d, raw)
+
+    def start(self) -> "Watcher":
+        self.client.connect()
+        return self
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def format_detection(d: Detection) -> str:
+    t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.wall_time))
+    return f"{t} {d.device_id:<16} {d.keyword:<12} score={d.score:<3} model={d.model_name} v{d.model_version} id={d.event_id}"
