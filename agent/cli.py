@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--latency-ms", type=int, help="audio between two inferences")
     run.add_argument("--device-id", help="this device's id (default: hostname)")
     run.add_argument("--state-dir", help="where models, spool and state are kept")
+    run.add_argument("--mqtt", help="broker URL mqtt://HOST:PORT or mqtts://HOST:PORT (fleet mode)")
+    run.add_argument("--fleet", help="fleet name (MQTT topics keywire/FLEET/...)")
+    run.add_argument("--trusted-key", action="append", help="Ed25519 public key allowed to sign pushed models")
+    run.add_argument("--group", action="append", help="fleet group this device belongs to (repeatable)")
     run.add_argument("--led-red", help="LED class name blinking on detections (e.g. ACT)")
     run.add_argument("--led-green", help="LED class name showing audio activity")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -67,6 +71,9 @@ def overrides_from_args(a: argparse.Namespace) -> dict[str, Any]:
         "detection.window_ms": a.window_ms, "detection.suppression_ms": a.suppression_ms,
         "detection.minimum_count": a.minimum_count, "detection.latency_ms": a.latency_ms,
         "led.red": a.led_red, "led.green": a.led_green,
+        "mqtt.url": a.mqtt, "mqtt.fleet": a.fleet,
+        "mqtt.trusted_keys": tuple(a.trusted_key) if a.trusted_key else None,
+        "mqtt.groups": tuple(a.group) if a.group else None,
     }
 
 
@@ -83,6 +90,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .service import ServiceComponent, ServiceEnvironment, ServiceNotifier, journal_handler
 
     config, overrides = load_agent_config(a)
+    if config.mqtt.url:
+        from .fleet.service import prepare_agent_config
+
+        config = prepare_agent_config(config)  # a pushed model in the state dir wins over --model
     logging.getLogger().setLevel(getattr(logging, config.log_level.upper(), logging.INFO) if not a.debug
                                  else logging.DEBUG)
     sinks: list = [LogSink()]
@@ -97,6 +108,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     components: list = [service]
     if config.led.red or config.led.green:
         components.append(LedResponder(config.led))
+    if config.mqtt.url:
+        from .fleet.service import FleetConfig, FleetService
+
+        components.append(FleetService(FleetConfig.from_agent_config(config)))
     agent = Agent(config, sinks=sinks, components=components, cli_overrides=overrides)
 
     def _stop(*_: Any) -> None:
