@@ -78,6 +78,8 @@ class AudioSupervisor:
         try:
             src.open()
         except AudioError as exc:
+            if not getattr(src, "reopenable", True):
+                raise  # a file that cannot be read will not get better
             self._fail(f"cannot open audio source: {exc}")
             return False
         if self.source is not None:

@@ -68,6 +68,8 @@ def _to_mono_int16(raw: bytes, channels: int) -> np.ndarray:
 class FileSource:
     """A WAV file (16-bit PCM, any rate, mono or stereo mixed down), paced in real time or not."""
 
+    reopenable = False
+
     def __init__(self, path: Path, sample_rate: int, realtime: bool = True) -> None:
         self.path = Path(path)
         self.name = f"file:{self.path}"
