@@ -124,14 +124,14 @@ def _msb(n: int) -> int:
 # ============================================================================ tables
 @dataclass(frozen=True)
 class _FftPlan:
-    """kissfft (FIXED_POINT=16) real FFT of size `n`: the complex FFT of n/2 points
-    decomposed in kissfft's radix order, its twiddles and the real-split twiddles."""
+    """kissfft (FIXED_POINT=16) real FFT of size `n`: the complex FFT of n/2 points in
+    kissfft's radix order, its twiddles, and the real-split twiddles. Twiddles are complex128
+    holding the exact Q15 integers."""
 
     n: int
-    perm: np.ndarray                    # input (pair) index for each position before the stages
-    stages: tuple                       # (radix, m, fstride, tw_r, tw_i) deepest first
-    super_r: np.ndarray                 # split twiddles for k = 1..ncfft/2
-    super_i: np.ndarray
+    perm: np.ndarray                    # input pair index for each position before the stages
+    stages: tuple                       # (radix, m, fstride, twiddles [p, m] complex) deepest first
+    super_tw: np.ndarray                # split twiddles for k = 1..ncfft/2 (complex)
 
 
 def _kiss_factors(n: int) -> list[tuple[int, int]]:
@@ -150,10 +150,9 @@ def _kiss_factors(n: int) -> list[tuple[int, int]]:
             return out
 
 
-def _twiddle(phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """kf_cexp in fixed point: floor(0.5 + 32767 * cos/sin(phase))."""
-    return (np.floor(0.5 + 32767.0 * np.cos(phase)).astype(np.int32),
-            np.floor(0.5 + 32767.0 * np.sin(phase)).astype(np.int32))
+def _twiddle(phase: np.ndarray) -> np.ndarray:
+    """kf_cexp in fixed point: floor(0.5 + 32767 * cos/sin(phase)) as exact complex128."""
+    return np.floor(0.5 + 32767.0 * np.cos(phase)) + 1j * np.floor(0.5 + 32767.0 * np.sin(phase))
 
 
 @lru_cache(maxsize=8)
@@ -162,7 +161,7 @@ def _fft_plan(n: int) -> _FftPlan:
     factors = _kiss_factors(ncfft)
     if any(p not in (2, 4) for p, _ in factors):
         raise ParamsError(f"FFT size {n} is not a power of two")
-    tw_r, tw_i = _twiddle(-2.0 * math.pi * np.arange(ncfft) / ncfft)
+    tw = _twiddle(-2.0 * math.pi * np.arange(ncfft) / ncfft)
 
     # Input order after kf_work's recursive decimation (positions filled at the leaves).
     perm = np.zeros(ncfft, dtype=np.int64)
@@ -183,13 +182,12 @@ def _fft_plan(n: int) -> _FftPlan:
     for p, m in factors:
         k = np.arange(m)
         idx = (np.arange(p)[:, None] * k[None, :] * fstride) % ncfft   # [p, m] twiddle index q*k*fstride
-        stages.append((p, m, fstride, tw_r[idx], tw_i[idx]))
+        stages.append((p, m, fstride, tw[idx]))
         fstride *= p
     stages.reverse()  # butterflies run from the deepest recursion level up
 
     k = np.arange(1, ncfft // 2 + 1)
-    sr, si = _twiddle(-math.pi * (k / ncfft + 0.5))
-    return _FftPlan(n=n, perm=perm, stages=tuple(stages), super_r=sr, super_i=si)
+    return _FftPlan(n=n, perm=perm, stages=tuple(stages), super_tw=_twiddle(-math.pi * (k / ncfft + 0.5)))
 
 
 @dataclass(frozen=True)
@@ -203,7 +201,7 @@ class _Tables:
     plan: _FftPlan
     start: int                  # first FFT bin used by the filterbank
     end: int                    # one past the last
-    fb_matrix: np.ndarray       # float64 [end-start, channels]: weights of channel c+1 + unweights of c
+    filterbank: _Filterbank
     n_channels: int
     nr_enable: bool
     smoothing_bits: int
@@ -217,6 +215,7 @@ class _Tables:
     correction_bits: int
     dc_enable: bool
     dc_coef: int
+    split: tuple                # _split_bins(plan, start, end)
 
 
 def _f32(x: float) -> np.float32:
@@ -239,9 +238,31 @@ def _freq_to_mel(freq: np.ndarray) -> np.ndarray:
     return (1127.0 * np.log1p(np.asarray(freq, dtype=np.float64) / 700.0)).astype(np.float32)
 
 
-def _filterbank(s: FrontendSettings, spectrum_size: int) -> tuple[int, int, np.ndarray]:
-    """Q12 triangular mel weights exactly as FilterbankPopulateState builds them, folded into
-    one matrix: output channel c = sum(weights of channel c+1 + unweights of channel c)."""
+@dataclass(frozen=True)
+class _Filterbank:
+    """Q12 weights/unweights per FFT bin and the bins' channel ranges."""
+
+    start: int
+    end: int
+    n_channels: int
+    weights: np.ndarray        # float64 [end-start]
+    unweights: np.ndarray      # float64 [end-start]
+    range_starts: np.ndarray   # offsets (from start) of the non-empty ranges
+    nonempty: np.ndarray       # which of the nch+1 ranges are non-empty
+
+    def accumulate(self, energy: np.ndarray) -> np.ndarray:
+        """FilterbankAccumulateChannels on float-held energies [b, end-start] -> [b, channels]
+        (exact: every partial sum stays below 2^53)."""
+        b = energy.shape[0]
+        w = np.zeros((b, self.n_channels + 1))
+        u = np.zeros((b, self.n_channels + 1))
+        w[:, self.nonempty] = np.add.reduceat(energy * self.weights, self.range_starts, axis=1)
+        u[:, self.nonempty] = np.add.reduceat(energy * self.unweights, self.range_starts, axis=1)
+        return w[:, 1:] + u[:, :-1]
+
+
+def _filterbank(s: FrontendSettings, spectrum_size: int) -> "_Filterbank":
+    """Q12 triangular mel weights exactly as FilterbankPopulateState builds them."""
     nch = s.filterbank_n_channels
     lower = float(_f32(s.filterbank_lower_band_limit))
     upper = float(_f32(s.filterbank_upper_band_limit))
@@ -288,8 +309,16 @@ def _filterbank(s: FrontendSettings, spectrum_size: int) -> tuple[int, int, np.n
     # int16 storage in C
     weights = ((weights + 32768) & 0xFFFF) - 32768
     unweights = ((unweights + 32768) & 0xFFFF) - 32768
-    matrix = weights[1:, :] + unweights[:-1, :]           # [nch, bins]
-    return start, end, np.ascontiguousarray(matrix[:, start:end].T.astype(np.float64))
+    # Bins start..end-1 fall into nch+1 consecutive ranges; channel c's output sums the weights
+    # of range c+1 and the unweights of range c (the C code's work[c+1]).
+    chan_of_bin = np.repeat(np.arange(nch + 1), chan_width)
+    bins = np.arange(start, end)
+    nonempty = np.flatnonzero(np.asarray(chan_width) > 0)
+    return _Filterbank(
+        start=start, end=end, n_channels=nch,
+        weights=weights[chan_of_bin, bins].astype(np.float64),
+        unweights=unweights[chan_of_bin, bins].astype(np.float64),
+        range_starts=np.asarray(chan_start)[nonempty] - start, nonempty=nonempty)
 
 
 def _pcan_lut(s: FrontendSettings, input_bits: int) -> np.ndarray:
@@ -335,7 +364,8 @@ def _tables(s: FrontendSettings) -> _Tables:
     validate_settings(s)
     size, step = s.window_samples, s.step_samples
     n = _next_pow2(size)
-    start, end, matrix = _filterbank(s, n // 2 + 1)
+    fb = _filterbank(s, n // 2 + 1)
+    start, end = fb.start, fb.end
     nch = s.filterbank_n_channels
     q = 1 << _NOISE_REDUCTION_BITS
     even = int(_f32(s.noise_reduction_even_smoothing) * _f32(q))
@@ -350,8 +380,10 @@ def _tables(s: FrontendSettings) -> _Tables:
         lut, snr_shift = np.zeros(4 * _WDF_BITS - 3, dtype=np.int64), 0
     dc_coef = int(_f32(s.dc_notch_filter_coefficient) * _f32(1 << 15))
     dc_coef = ((dc_coef + 32768) & 0xFFFF) - 32768
-    return _Tables(size=size, step=step, fft_size=n, window=_hann_q12(size), plan=_fft_plan(n),
-                   start=start, end=end, fb_matrix=matrix, n_channels=nch,
+    plan = _fft_plan(n)
+    return _Tables(size=size, step=step, fft_size=n, window=_hann_q12(size), plan=plan,
+                   split=_split_bins(plan, start, end),
+                   start=start, end=end, filterbank=fb, n_channels=nch,
                    nr_enable=bool(s.noise_reduction_enable),
                    smoothing_bits=int(s.noise_reduction_smoothing_bits), smoothing=smoothing,
                    min_signal_remaining=msr, pcan_enable=bool(s.pcan_enable), gain_lut=lut,
@@ -360,124 +392,136 @@ def _tables(s: FrontendSettings) -> _Tables:
                    dc_enable=bool(s.dc_notch_filter_enable), dc_coef=dc_coef)
 
 
-# ============================================================================ fixed-point helpers
-def _wrap16(x: np.ndarray) -> np.ndarray:
-    """Store into int16 (two's complement wrap), kept in an int32 array."""
-    return (x << 16) >> 16
+# ============================================================================ fixed-point FFT
+# The integer arithmetic runs on float64 (and complex128) arrays: every intermediate is an
+# integer below 2^53, so +, -, * and multiplication by powers of two are exact, and C's
+# `(x + 2^14) >> 15` becomes floor(x * 2^-15 + 0.5). This halves the numpy calls (real and
+# imaginary parts together) and lets BLAS do the exact filterbank sums.
+_Q15 = 1.0 / 32768.0
 
 
-def _sround(x: np.ndarray) -> np.ndarray:
-    """kissfft sround: (int16)((x + 2^14) >> 15)."""
-    return _wrap16((x + 16384) >> 15)
+def _wrap16_inplace(v: np.ndarray) -> None:
+    """int16 store (two's complement wrap) of float-held integers; a no-op unless out of range."""
+    if v.size and (v.max() > 32767.0 or v.min() < -32768.0):
+        v -= 65536.0 * np.floor((v + 32768.0) * (1.0 / 65536.0))
 
 
-def _fixdiv(x: np.ndarray, k: int) -> np.ndarray:
-    """C_FIXDIV: x * (32767 / k) rounded back to Q15."""
-    return _sround(x * (32767 // k))
+def _round_q15_inplace(v: np.ndarray, factor: float = _Q15) -> None:
+    """v = floor(v * factor + 0.5) in place (sround / C_FIXDIV with a power-of-two factor)."""
+    np.multiply(v, factor, out=v)
+    np.add(v, 0.5, out=v)
+    np.floor(v, out=v)
 
 
-def _cmul(ar, ai, br, bi):
-    return _sround(ar * br - ai * bi), _sround(ar * bi + ai * br)
+def _fvec(z: np.ndarray) -> np.ndarray:
+    """Float view of a complex array (real/imag interleaved)."""
+    return z.view(np.float64)
 
 
-def _kiss_fftr(x: np.ndarray, plan: _FftPlan) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed-point real FFT of int16 rows x [..., n] -> (re, im) [..., n/2+1] int32 (int16 values)."""
-    lead = x.shape[:-1]
-    ncfft = plan.n // 2
-    x = x.reshape(-1, plan.n)
-    b = x.shape[0]
-    re = np.ascontiguousarray(x[:, 0::2][:, plan.perm])
-    im = np.ascontiguousarray(x[:, 1::2][:, plan.perm])
-    for p, m, fstride, twr, twi in plan.stages:
-        re = re.reshape(b, fstride, p, m)
-        im = im.reshape(b, fstride, p, m)
+def _complex_fft_q15(z: np.ndarray, plan: _FftPlan) -> np.ndarray:
+    """kiss_fft (forward, FIXED_POINT=16) of int16-valued complex rows z [b, ncfft], in place order."""
+    b = z.shape[0]
+    for p, m, fstride, tw in plan.stages:
+        z = z.reshape(b, fstride, p, m)
+        # C_FIXDIV(x, p): x * (32767 / p) rounded back to Q15 (p is 2 or 4: an exact float factor)
+        _round_q15_inplace(_fvec(z), (32767 // p) * _Q15)
+        rot = z[:, :, 1:]
+        rot *= tw[1:]                      # C_MUL by the twiddles (row 0 multiplies by 1)
+        _round_q15_inplace(_fvec(rot))
+        _wrap16_inplace(_fvec(rot))
+        out = np.empty_like(z)
         if p == 4:
-            a0r, a0i = _fixdiv(re[:, :, 0], 4), _fixdiv(im[:, :, 0], 4)
-            a1r, a1i = _fixdiv(re[:, :, 1], 4), _fixdiv(im[:, :, 1], 4)
-            a2r, a2i = _fixdiv(re[:, :, 2], 4), _fixdiv(im[:, :, 2], 4)
-            a3r, a3i = _fixdiv(re[:, :, 3], 4), _fixdiv(im[:, :, 3], 4)
-            s0r, s0i = _cmul(a1r, a1i, twr[1], twi[1])
-            s1r, s1i = _cmul(a2r, a2i, twr[2], twi[2])
-            s2r, s2i = _cmul(a3r, a3i, twr[3], twi[3])
-            s5r, s5i = _wrap16(a0r - s1r), _wrap16(a0i - s1i)
-            f0r, f0i = _wrap16(a0r + s1r), _wrap16(a0i + s1i)
-            s3r, s3i = _wrap16(s0r + s2r), _wrap16(s0i + s2i)
-            s4r, s4i = _wrap16(s0r - s2r), _wrap16(s0i - s2i)
-            out_r = np.empty_like(re)
-            out_i = np.empty_like(im)
-            out_r[:, :, 2] = _wrap16(f0r - s3r)
-            out_i[:, :, 2] = _wrap16(f0i - s3i)
-            out_r[:, :, 0] = _wrap16(f0r + s3r)
-            out_i[:, :, 0] = _wrap16(f0i + s3i)
-            out_r[:, :, 1] = _wrap16(s5r + s4i)
-            out_i[:, :, 1] = _wrap16(s5i - s4r)
-            out_r[:, :, 3] = _wrap16(s5r - s4i)
-            out_i[:, :, 3] = _wrap16(s5i + s4r)
-        else:  # radix 2
-            a0r, a0i = _fixdiv(re[:, :, 0], 2), _fixdiv(im[:, :, 0], 2)
-            a1r, a1i = _fixdiv(re[:, :, 1], 2), _fixdiv(im[:, :, 1], 2)
-            tr, ti = _cmul(a1r, a1i, twr[1], twi[1])
-            out_r = np.empty_like(re)
-            out_i = np.empty_like(im)
-            out_r[:, :, 1] = _wrap16(a0r - tr)
-            out_i[:, :, 1] = _wrap16(a0i - ti)
-            out_r[:, :, 0] = _wrap16(a0r + tr)
-            out_i[:, :, 0] = _wrap16(a0i + ti)
-        re, im = out_r, out_i
-    re = re.reshape(b, ncfft)
-    im = im.reshape(b, ncfft)
+            s5 = z[:, :, 0] - z[:, :, 2]
+            f0 = z[:, :, 0] + z[:, :, 2]
+            s3 = z[:, :, 1] + z[:, :, 3]
+            s4 = z[:, :, 1] - z[:, :, 3]
+            _wrap16_inplace(_fvec(s5))
+            _wrap16_inplace(_fvec(f0))
+            _wrap16_inplace(_fvec(s3))
+            _wrap16_inplace(_fvec(s4))
+            np.add(f0, s3, out=out[:, :, 0])
+            np.subtract(f0, s3, out=out[:, :, 2])
+            s4 *= 1j
+            np.subtract(s5, s4, out=out[:, :, 1])     # (s5.r + s4.i, s5.i - s4.r)
+            np.add(s5, s4, out=out[:, :, 3])          # (s5.r - s4.i, s5.i + s4.r)
+        else:
+            np.add(z[:, :, 0], z[:, :, 1], out=out[:, :, 0])
+            np.subtract(z[:, :, 0], z[:, :, 1], out=out[:, :, 1])
+        _wrap16_inplace(_fvec(out))
+        z = out
+    return z.reshape(b, -1)
 
-    fr = np.zeros((b, ncfft + 1), dtype=np.int32)
-    fi = np.zeros((b, ncfft + 1), dtype=np.int32)
-    tdr, tdi = _fixdiv(re[:, 0], 2), _fixdiv(im[:, 0], 2)
-    fr[:, 0] = _wrap16(tdr + tdi)
-    fr[:, ncfft] = _wrap16(tdr - tdi)
-    k = np.arange(1, ncfft // 2 + 1)
-    fpkr, fpki = _fixdiv(re[:, k], 2), _fixdiv(im[:, k], 2)
-    fpnkr, fpnki = _fixdiv(re[:, ncfft - k], 2), _fixdiv(_wrap16(-im[:, ncfft - k]), 2)
-    f1r, f1i = _wrap16(fpkr + fpnkr), _wrap16(fpki + fpnki)
-    f2r, f2i = _wrap16(fpkr - fpnkr), _wrap16(fpki - fpnki)
-    twr, twi = _cmul(f2r, f2i, plan.super_r, plan.super_i)
-    fr[:, k] = _wrap16((f1r + twr) >> 1)
-    fi[:, k] = _wrap16((f1i + twi) >> 1)
-    fr[:, ncfft - k] = _wrap16((f1r - twr) >> 1)
-    fi[:, ncfft - k] = _wrap16((twi - f1i) >> 1)
-    return fr.reshape(lead + (ncfft + 1,)), fi.reshape(lead + (ncfft + 1,))
+
+def _split_bins(plan: _FftPlan, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For output bins start..end-1 of kiss_fftr: the k of the split loop that writes each bin and
+    whether it is the `freqdata[k]` (True) or the `freqdata[ncfft-k]` write (which wins at ncfft/2)."""
+    ncfft = plan.n // 2
+    bins = np.arange(start, end)
+    first = bins < ncfft // 2
+    k = np.where(first, bins, ncfft - bins)
+    if np.any((k < 1) | (k > ncfft // 2)):
+        raise ParamsError("filterbank bins outside the FFT's split range")
+    return k, first, ncfft - k, plan.super_tw[k - 1]
+
+
+def _spectrum_energy(fft_in: np.ndarray, t: "_Tables") -> np.ndarray:
+    """kiss_fftr (FIXED_POINT=16) of int16-valued rows, then |X|^2 of the filterbank's bins:
+    float64 [b, end-start] (exact uint32 values)."""
+    plan = t.plan
+    b = fft_in.shape[0]
+    pairs = fft_in.reshape(b, plan.n // 2, 2)[:, plan.perm]          # (x[2i], x[2i+1]) in kf_work order
+    z = _complex_fft_q15(np.ascontiguousarray(pairs).view(np.complex128).reshape(b, -1), plan)
+    k, first, nk, sup = t.split
+    fpk = np.take(z, k, axis=1)
+    fpnk = np.conj(np.take(z, nk, axis=1))
+    _wrap16_inplace(_fvec(fpnk))                                       # -(-32768) stays -32768
+    _round_q15_inplace(_fvec(fpk), 16383 * _Q15)                       # C_FIXDIV(., 2)
+    _round_q15_inplace(_fvec(fpnk), 16383 * _Q15)
+    f1k = fpk + fpnk
+    f2k = fpk - fpnk
+    _wrap16_inplace(_fvec(f1k))
+    _wrap16_inplace(_fvec(f2k))
+    f2k *= sup                                                         # C_MUL by the split twiddle
+    _round_q15_inplace(_fvec(f2k))
+    _wrap16_inplace(_fvec(f2k))
+    out = np.where(first, f1k + f2k, np.conj(f1k - f2k))               # HALF_OF(...) below
+    v = _fvec(out)
+    np.multiply(v, 0.5, out=v)
+    np.floor(v, out=v)
+    _wrap16_inplace(v)
+    re, im = out.real, out.imag
+    return re * re + im * im
 
 
 def _round_sqrt(n: np.ndarray) -> np.ndarray:
-    """Sqrt64/Sqrt32: integer square root rounded to nearest (Sqrt32 never rounds 0xFFFF up)."""
-    r = np.floor(np.sqrt(n.astype(np.float64))).astype(np.int64)
+    """Sqrt64/Sqrt32 on float-held integers < 2^53: square root rounded to nearest
+    (Sqrt32 never rounds 0xFFFF up)."""
+    r = np.floor(np.sqrt(n))
     r -= (r * r > n)
-    r += ((r + 1) * (r + 1) <= n)
+    r += ((r + 1.0) * (r + 1.0) <= n)
     inc = (n - r * r) > r
-    inc &= ~((r == 0xFFFF) & (n < (1 << 32)))
+    inc &= ~((r == 65535.0) & (n < 4294967296.0))
     return r + inc
 
 
-def _windowed_spectrum(frames: np.ndarray, t: _Tables) -> np.ndarray:
-    """Window -> scaled fixed-point FFT -> filterbank -> sqrt; frames int16 [..., size] ->
-    uint32 values as int64 [..., channels]."""
+def _windowed_spectrum(frames: np.ndarray, t: "_Tables") -> np.ndarray:
+    """Window -> block-scaled fixed-point FFT -> filterbank -> rounded sqrt, unscaled:
+    int16 frames [..., size] -> uint32 values as int64 [..., channels]."""
     lead = frames.shape[:-1]
     x = frames.reshape(-1, t.size).astype(np.int32)
-    w = (x * t.window) >> _WINDOW_BITS                                   # int16 values
-    w = _wrap16(w)
-    max_abs = _wrap16(np.abs(w)).max(axis=1) if w.shape[0] else np.zeros(0, np.int32)
-    max_abs = np.maximum(max_abs, 0)
-    msb = np.zeros_like(max_abs)
-    nz = max_abs > 0
-    msb[nz] = np.frexp(max_abs[nz].astype(np.float64))[1]
-    shift = (15 - msb).astype(np.int32)
-    fft_in = np.zeros((x.shape[0], t.fft_size), dtype=np.int32)
-    fft_in[:, :t.size] = _wrap16(w << shift[:, None])
-    fr, fi = _kiss_fftr(fft_in, t.plan)
-    fr = fr[:, t.start:t.end].astype(np.int64)
-    fi = fi[:, t.start:t.end].astype(np.int64)
-    energy = (fr * fr + fi * fi) & _U32                                   # uint32
-    work = energy.astype(np.float64) @ t.fb_matrix                        # exact: < 2^53
-    acc = np.rint(work).astype(np.int64)
-    out = _round_sqrt(acc) >> shift[:, None].astype(np.int64)
-    return (out & _U32).reshape(lead + (t.n_channels,))
+    b = x.shape[0]
+    w = (x * t.window) >> _WINDOW_BITS                                  # |w| <= 32768: int16 but -32768*4096
+    w = (w << 16) >> 16
+    a = np.abs(w)
+    a[a > 32767] = 0                                                    # int16 abs(-32768) wraps negative
+    max_abs = a.max(axis=1) if b else np.zeros(0, np.int32)
+    shift = 15 - np.frexp(max_abs.astype(np.float64))[1]               # 15 - MostSignificantBit32
+    fft_in = np.zeros((b, t.fft_size), dtype=np.float64)
+    fft_in[:, :t.size] = ((w << shift[:, None]) << 16) >> 16            # (int16)((uint16)w << shift)
+    energy = _spectrum_energy(fft_in, t)
+    work = t.filterbank.accumulate(energy)
+    out = np.floor(_round_sqrt(work) * np.exp2(-shift.astype(np.float64))[:, None])
+    return out.astype(np.int64).reshape(lead + (t.n_channels,))
 
 
 def _msb_array(x: np.ndarray) -> np.ndarray:
@@ -541,6 +585,11 @@ def _log_scale(x: np.ndarray, t: _Tables) -> np.ndarray:
 
 
 # ============================================================================ DC notch
+def _wrap16(x: np.ndarray) -> np.ndarray:
+    """int16 store (two's complement wrap) of an int32 array."""
+    return (x << 16) >> 16
+
+
 @lru_cache(maxsize=4)
 def _dc_tables(coef: int) -> tuple[list, list]:
     """Lookup lists for the DC notch recursion, indexable with negative Python indices:
