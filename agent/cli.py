@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fleet", help="fleet name (MQTT topics keywire/FLEET/...)")
     run.add_argument("--trusted-key", action="append", help="Ed25519 public key allowed to sign pushed models")
     run.add_argument("--group", action="append", help="fleet group this device belongs to (repeatable)")
+    run.add_argument("--board", help="BRD2601 on USB serial: serial:/dev/ttyACM0[@BAUD]")
+    run.add_argument("--board-mode", choices=["detect", "stream"], help="the board runs the model or streams audio")
     run.add_argument("--led-red", help="LED class name blinking on detections (e.g. ACT)")
     run.add_argument("--led-green", help="LED class name showing audio activity")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -74,6 +76,7 @@ def overrides_from_args(a: argparse.Namespace) -> dict[str, Any]:
         "mqtt.url": a.mqtt, "mqtt.fleet": a.fleet,
         "mqtt.trusted_keys": tuple(a.trusted_key) if a.trusted_key else None,
         "mqtt.groups": tuple(a.group) if a.group else None,
+        "board.port": a.board, "board.mode": a.board_mode,
     }
 
 
@@ -112,7 +115,17 @@ def cmd_run(a: argparse.Namespace) -> int:
         from .fleet.service import FleetConfig, FleetService
 
         components.append(FleetService(FleetConfig.from_agent_config(config)))
-    agent = Agent(config, sinks=sinks, components=components, cli_overrides=overrides)
+    source_factory = None
+    if config.board.port:  # a BRD2601 over serial (agent/board)
+        from .board.component import board_for_agent, run_board_only_cli
+
+        board = board_for_agent(config)
+        if not config.model:  # detect mode without a local model: relay the board's detections
+            return run_board_only_cli(board, sinks)
+        components.append(board)
+        source_factory = board.source_factory if config.board.mode == "stream" else None
+    agent = Agent(config, sinks=sinks, components=components, cli_overrides=overrides,
+                  source_factory=source_factory)
 
     def _stop(*_: Any) -> None:
         service.stopping()

@@ -157,6 +157,7 @@ class BoardLink:
         self._model_lock = threading.Lock()
         self._configured_boot: Optional[int] = None
         self._previous_hello: Optional[m.Hello] = None
+        self._configuring: Optional[tuple[int, int]] = None
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> "BoardLink":
@@ -184,6 +185,11 @@ class BoardLink:
         return self.hello.board_id if self.hello else self.spec.port
 
     # ---------------------------------------------------------------- public operations
+    @property
+    def leds(self) -> tuple[bool, bool]:
+        """The LED state the agent last asked the board for (stream mode)."""
+        return self._leds
+
     def set_leds(self, red: bool, green: bool) -> None:
         """Stream mode: the agent's LED decision; sent on change (and refreshed periodically)."""
         if (red, green) != self._leds:
@@ -344,6 +350,11 @@ class BoardLink:
         if self.state is LinkState.CONNECTING and now - self._last_info >= 0.5:
             self._last_info = now
             self._send(m.GetInfo())
+        h = self.hello
+        if (self.state is LinkState.CONNECTED and h is not None and self._configuring is None
+                and (self._configured_boot != h.boot_id)):
+            self._configuring = (h.boot_id, h.model_crc32)  # an earlier attempt failed: try again
+            threading.Thread(target=self._configure, args=(h.boot_id,), daemon=True).start()
         if now - self._last_rx > self.settings.dead_s:
             self._lost(f"nothing received for {self.settings.dead_s:.1f} s")
             return
@@ -426,8 +437,10 @@ class BoardLink:
             self._configured_boot = None
             log.info("board %s firmware %s, model %r, capabilities 0x%02x", h.board_id, h.firmware,
                      h.model_name, h.capabilities)
-        if self._configured_boot != h.boot_id:
+        model_changed = previous is not None and previous.model_crc32 != h.model_crc32
+        if (self._configured_boot != h.boot_id or model_changed) and self._configuring != (h.boot_id, h.model_crc32):
             # Configure asynchronously: requests are answered through this thread.
+            self._configuring = (h.boot_id, h.model_crc32)
             threading.Thread(target=self._configure, args=(h.boot_id,), daemon=True).start()
         self._set_state(LinkState.CONNECTED)
 
@@ -435,8 +448,9 @@ class BoardLink:
         s = self.settings
         ok = self.request(m.SetMode(s.mode, s.scores_every), _ack_for(m.SetMode.TYPE))
         if not isinstance(ok, m.Ack) or ok.status != m.Status.OK:
-            self.stats.last_error = f"board refused mode {m.Mode(s.mode).name.lower()}"
+            self.stats.last_error = f"board did not accept mode {m.Mode(s.mode).name.lower()}"
             log.error("board %s: %s", self.board_id, self.stats.last_error)
+            self._configuring = None
             return
         if s.params is not None:
             ack = self.request(s.params, _ack_for(m.SetParams.TYPE))
@@ -447,6 +461,7 @@ class BoardLink:
         with self._connected_cv:
             if self.hello is not None and self.hello.boot_id == boot_id:
                 self._configured_boot = boot_id
+            self._configuring = None
             self._connected_cv.notify_all()
 
     def _on_detection(self, d: m.DetectionMsg) -> None:

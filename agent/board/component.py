@@ -1,0 +1,188 @@
+"""A board as part of the agent (`keywire-agent run --board serial:/dev/ttyACM0`).
+
+Detect mode: the board runs the model; its detections become `Detection` events with the
+board's identity and go to the agent's sinks (stdout, log, LEDs, MQTT) like local ones; the
+board's LED reports are mirrored on the agent's LEDs. Stream mode: the board is the agent's
+audio source (`BoardAudioSource`) and the agent drives the board's LEDs (green = audio
+activity, red = detection).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..errors import AudioError
+from ..events import Detection, EventSink, FanOut
+from ..settings import DetectionSettings
+from ..sources import SourceState
+from . import messages as m
+from .link import BoardLink, BoardSpec, LinkSettings
+
+log = logging.getLogger("keywire.board")
+
+RED_HOLD_S = 1.0
+
+
+class BoardAudioSource:
+    """The board's microphone as an agent `AudioSource` (stream mode). Never blocks for long:
+    while the link is down `read` returns empty arrays and the link reconnects by itself."""
+
+    def __init__(self, link: BoardLink, sample_rate: int) -> None:
+        self.link = link
+        self.name = f"board:{link.spec.port}"
+        self.sample_rate = sample_rate
+        self.state = SourceState.CLOSED
+        self.dropped_samples = 0
+
+    def open(self) -> None:
+        h = self.link.hello
+        if h is not None and h.sample_rate != self.sample_rate:
+            raise AudioError(f"board streams {h.sample_rate} Hz audio, the model needs {self.sample_rate} Hz")
+        self.state = SourceState.OPEN
+
+    def read(self, max_samples: int) -> Optional[np.ndarray]:
+        x = self.link.read_audio(max_samples, timeout_s=0.1)
+        self.dropped_samples = self.link.stats.dropped_frames * m.AUDIO_FRAME_SAMPLES
+        return x
+
+    def close(self) -> None:
+        self.state = SourceState.CLOSED
+
+
+class BoardComponent:
+    """AgentComponent owning the board link. Build with `from_config`."""
+
+    def __init__(self, spec: BoardSpec, mode: m.Mode, device_id: str,
+                 detection: Optional[DetectionSettings] = None, activity_dbfs: float = -50.0) -> None:
+        params = m.SetParams.from_settings(detection) if detection is not None else None
+        self.mode = mode
+        self.device_id = device_id
+        self.activity_dbfs = activity_dbfs
+        self.link = BoardLink(spec, LinkSettings(mode=mode, params=params), on_detection=self._on_detection,
+                              on_event=self._on_event)
+        self.sinks: EventSink = FanOut()
+        self._mirror: list[Any] = []
+        self._red_until = 0.0
+        self._pushed: dict[int, str] = {}   # crc32 -> sha256 of models pushed by this agent
+        self._started = False
+        self._agent: Any = None
+
+    @classmethod
+    def from_config(cls, board, device_id: str, detection: Optional[DetectionSettings] = None,  # noqa: ANN001
+                    activity_dbfs: float = -50.0) -> "BoardComponent":
+        """From `AgentConfig.board` (port `serial:DEV[@BAUD]`, mode `detect|stream`)."""
+        mode = m.Mode.STREAM if board.mode == "stream" else m.Mode.DETECT
+        return cls(BoardSpec.parse(board.port), mode, device_id, detection, activity_dbfs)
+
+    # ---------------------------------------------------------------- AgentComponent
+    def start(self, agent=None) -> None:  # noqa: ANN001 - Agent (optional: board-only runs)
+        if agent is not None:
+            self._agent = agent
+            if self.mode == m.Mode.STREAM:
+                agent.sinks.add(self)  # red LED on the board for the agent's detections
+            for c in getattr(agent, "components", ()):
+                if hasattr(c, "red") and hasattr(c, "green") and c is not self:
+                    self._mirror.append(c)
+        if not self._started:
+            self._started = True
+            self.link.start()
+
+    def tick(self, agent, tick) -> None:  # noqa: ANN001
+        if self.mode != m.Mode.STREAM:
+            return
+        level = agent.spotter.stats.audio_rms_dbfs if tick.samples else -120.0
+        self.link.set_leds(time.monotonic() < self._red_until, level >= self.activity_dbfs)
+
+    def close(self) -> None:
+        self.link.close()
+
+    # ---------------------------------------------------------------- sink (stream mode)
+    def emit(self, detection: Detection) -> None:
+        self._red_until = time.monotonic() + RED_HOLD_S
+        self.link.set_leds(True, self.link.leds[1])
+
+    # ---------------------------------------------------------------- board events
+    def _emit(self, detection: Detection) -> None:
+        if self._agent is not None:
+            self._agent.emit(detection)  # the agent serialises sinks across threads
+        else:
+            self.sinks.emit(detection)
+
+    def _on_detection(self, d: m.DetectionMsg, hello: m.Hello) -> None:
+        det = Detection(keyword=d.label, score=d.score, time_ms=d.time_ms, class_index=d.class_index,
+                        model_name=hello.model_name, model_sha256=self._pushed.get(hello.model_crc32, ""),
+                        device_id=self.device_id, source=f"board:{hello.board_id}")
+        self._emit(det)
+
+    def _on_event(self, msg: m.Message) -> None:
+        if isinstance(msg, m.Leds) and self.mode == m.Mode.DETECT:
+            for responder in self._mirror:
+                for led, on in ((getattr(responder, "red", None), msg.red), (getattr(responder, "green", None), msg.green)):
+                    if led is not None:
+                        led.set(on)
+
+    # ---------------------------------------------------------------- operations
+    def source_factory(self, sample_rate: int) -> BoardAudioSource:
+        return BoardAudioSource(self.link, sample_rate)
+
+    def push_model(self, path: Path) -> m.Hello:
+        """Send a .tflite to the board and activate it there (`BoardError` when refused)."""
+        data = Path(path).read_bytes()
+        self._pushed[zlib.crc32(data)] = hashlib.sha256(data).hexdigest()
+        return self.link.push_model(data)
+
+    def status(self) -> dict[str, Any]:
+        """Board state for logs and telemetry."""
+        h = self.link.hello
+        s = self.link.stats
+        return {"port": self.link.spec.port, "state": self.link.state.value, "mode": self.mode.name.lower(),
+                "board_id": h.board_id if h else "", "firmware": h.firmware if h else "",
+                "model": h.model_name if h else "", "detections": s.detections, "duplicates": s.duplicates,
+                "bad_crc": s.bad_crc, "reconnects": s.reconnects, "board_resets": s.board_resets,
+                "dropped_frames": s.dropped_frames, "board_errors": s.board_errors,
+                "leds": list(self.link.board_leds)}
+
+
+def run_board_only(component: BoardComponent, sinks: Sequence[EventSink], stop: threading.Event,
+                   status_every_s: float = 60.0) -> int:
+    """Detect mode without a local model: relay the board's detections until `stop` is set."""
+    component.sinks = FanOut(sinks)
+    component.start(None)
+    last = time.monotonic()
+    try:
+        while not stop.wait(0.2):
+            if time.monotonic() - last >= status_every_s:
+                last = time.monotonic()
+                log.info("board status %s", component.status())
+    finally:
+        component.close()
+        component.sinks.close()
+    return 0
+
+
+def board_for_agent(config) -> BoardComponent:  # noqa: ANN001 - AgentConfig
+    """The board component for `keywire-agent run --board ...`. Detection overrides given to
+    the agent (threshold, window, ...) are sent to the board on top of MLTK's defaults;
+    without overrides the board uses its model's own parameters."""
+    overrides = config.detection
+    detection = None
+    if any(v is not None for v in vars(overrides).values()):
+        detection = overrides.apply(DetectionSettings())
+    return BoardComponent.from_config(config.board, config.device_id, detection, config.led.activity_dbfs)
+
+
+def run_board_only_cli(component: BoardComponent, sinks: Sequence[EventSink]) -> int:
+    """`run_board_only` with SIGTERM/SIGINT stopping it (the CLI's detect mode without a model)."""
+    import signal
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return run_board_only(component, sinks, stop)
