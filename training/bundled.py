@@ -1,51 +1,51 @@
-"""Models and sample audio shipped inside the package (no TensorFlow needed to find them).
-
-Each bundled model lives in `training/models/<name>/` with `<name>.tflite` (int8, with
-SL_PARAMSv1), its recipe and its reports; it is rebuilt by `keywire train` from the recipe.
-"""
+"""Models shipped inside the package (`keywire/training/models/<name>/`), found without TensorFlow."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
 from keywire.agent.errors import ConfigError
+from keywire.agent.params import read_params
 
-MODELS_DIR = Path(__file__).parent / "models"
-SAMPLES_DIR = Path(__file__).parent / "samples"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 
 @dataclass(frozen=True)
 class BundledModel:
     name: str
-    path: Path
-    size: int
+    path: Path          # the int8 .tflite
     classes: tuple[str, ...]
+    size: int           # bytes of the .tflite
+    description: str
 
 
-def bundled_models() -> list[BundledModel]:
-    from keywire.agent.params import read_params
+def _tflite_of(folder: Path) -> Path | None:
+    named = folder / f"{folder.name}.tflite"
+    if named.exists():
+        return named
+    cands = sorted(p for p in folder.glob("*.tflite") if not p.name.endswith(".float.tflite"))
+    return cands[0] if cands else None
 
+
+def list_models() -> list[BundledModel]:
+    """Every bundled model with its classes and size, by name."""
     out = []
-    for d in sorted(p for p in MODELS_DIR.glob("*") if p.is_dir()):
-        f = d / f"{d.name}.tflite"
-        if f.is_file():
-            data = f.read_bytes()
-            out.append(BundledModel(d.name, f, len(data), tuple(read_params(data).get("classes", ()))))
+    if not MODELS_DIR.is_dir():
+        return out
+    for d in sorted(p for p in MODELS_DIR.iterdir() if p.is_dir()):
+        t = _tflite_of(d)
+        if t is None:
+            continue
+        params = read_params(t.read_bytes())
+        out.append(BundledModel(d.name, t, tuple(params.get("classes", ())), t.stat().st_size,
+                                str(params.get("description", ""))))
     return out
 
 
 def model_path(name: str) -> Path:
-    """Path of a bundled model's int8 .tflite; `ConfigError` naming the known models."""
-    f = MODELS_DIR / name / f"{name}.tflite"
-    if not f.is_file():
-        known = ", ".join(m.name for m in bundled_models()) or "none"
-        raise ConfigError(f"unknown bundled model {name!r} (bundled: {known})")
-    return f
-
-
-def sample_path(name: str = "sample") -> Path:
-    """A bundled sample WAV (16 kHz speech made by the project with espeak-ng)."""
-    f = SAMPLES_DIR / f"{name}.wav"
-    if not f.is_file():
-        raise ConfigError(f"no bundled sample {name!r} in {SAMPLES_DIR}")
-    return f
+    """Path of a bundled model's .tflite; `ConfigError` naming the known models otherwise."""
+    for m in list_models():
+        if m.name == name:
+            return m.path
+    known = ", ".join(m.name for m in list_models()) or "none"
+    raise ConfigError(f"no bundled model named {name!r} (bundled: {known})")

@@ -72,9 +72,10 @@ def speaker_of(filename: str) -> str:
     return m.group(1) if m else stem
 
 
-def split_of(speaker: str, validation_pct: float, testing_pct: float) -> str:
-    """Speech Commands' stable hash split, keyed by speaker (same speaker, same split)."""
-    h = int(hashlib.sha1(speaker.encode()).hexdigest(), 16)
+def split_of(speaker: str, validation_pct: float, testing_pct: float, salt: str = "") -> str:
+    """Speech Commands' stable hash split, keyed by speaker (same speaker, same split);
+    a non-empty `salt` draws a different, equally stable split."""
+    h = int(hashlib.sha1((salt + speaker).encode()).hexdigest(), 16)
     pct = (h % (_MAX_HASH + 1)) * (100.0 / _MAX_HASH)
     if pct < validation_pct:
         return "validation"
@@ -114,7 +115,7 @@ def _scan_folder(root: Path, recipe: Recipe, skipped: list[str]) -> list[tuple[s
             if val or test:
                 split = "validation" if rel in val else "test" if rel in test else "train"
             else:
-                split = split_of(spk, recipe.validation_percentage, recipe.testing_percentage)
+                split = split_of(spk, recipe.validation_percentage, recipe.testing_percentage, recipe.split_salt)
             out.append((str(p), d.name, spk, split))
     return out
 

@@ -57,7 +57,11 @@ class Recipe:
     silence_class_percentage: float = 100.0  # 0 = no _silence_ class
     validation_percentage: float = 10.0
     testing_percentage: float = 10.0
+    split_salt: str = ""                  # "" = Speech Commands' own hash split; any other value
+                                          # re-draws the speaker split (e.g. for a set that is
+                                          # itself one canonical split)
     model: str = "ds_cnn"                 # zoo name, or path/to/file.py[:function]
+    model_options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the builder
     epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 0.005
@@ -166,7 +170,11 @@ def from_dict(values: Mapping[str, Any], base: Optional[Recipe] = None, source: 
     for key, value in values.items():
         if key not in fields:
             raise ConfigError(f"{source}: unknown field '{key}'{_suggest(key, fields)}")
-        if key in _SECTIONS:
+        if key == "model_options":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: field 'model_options' must be a table")
+            top[key] = {**base.model_options, **{str(k): _option_value(v) for k, v in value.items()}}
+        elif key in _SECTIONS:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: field '{key}' must be a table")
             top[key] = _section(key, value, getattr(base, key), source)
@@ -174,6 +182,16 @@ def from_dict(values: Mapping[str, Any], base: Optional[Recipe] = None, source: 
             top[key] = _convert(key, value, getattr(base, key), source)
     r = dataclasses.replace(base, **top)
     return r
+
+
+def _option_value(v: Any) -> Any:
+    """A model option from TOML (kept) or the command line (a string parsed as a TOML value)."""
+    if isinstance(v, str):
+        try:
+            return tomllib.loads(f"v = {v}")["v"]
+        except tomllib.TOMLDecodeError:
+            return v
+    return v
 
 
 def _section(name: str, values: Mapping[str, Any], current: Any, source: str) -> Any:
@@ -271,7 +289,9 @@ def apply_overrides(recipe: Recipe, overrides: Mapping[str, Any]) -> Recipe:
     nested: dict[str, Any] = {}
     for key, value in overrides.items():
         key = key.replace("-", "_")
-        if "." in key:
+        if key.startswith("model_options."):
+            nested.setdefault("model_options", {})[key.partition(".")[2]] = value
+        elif "." in key:
             section, _, sub = key.partition(".")
             if section not in _SECTIONS:
                 raise ConfigError(f"option --{key}: unknown field '{key}'")
@@ -298,7 +318,7 @@ def parse_cli_overrides(args: list[str]) -> dict[str, Any]:
             i += 1
             value = args[i]
         name = name.replace("-", "_")
-        if name not in field_names():
+        if name not in field_names() and not name.startswith("model_options."):
             import difflib
 
             close = difflib.get_close_matches(name, field_names(), n=1)

@@ -167,7 +167,7 @@ def build_model(recipe: Recipe, factory: Optional[ModelFactory] = None):
     if factory is not None:
         m = factory(shape, len(recipe.classes))
         return m, int(m.output_shape[-1]) == 1
-    return zoo.build(recipe.model, shape, len(recipe.classes))
+    return zoo.build(recipe.model, shape, len(recipe.classes), recipe.model_options)
 
 
 def check_recipe(recipe: Recipe) -> Dataset:

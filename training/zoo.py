@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from keywire.agent.errors import ConfigError
 
@@ -197,10 +197,15 @@ def resolve(spec: str) -> ZooEntry:
                       f"{', '.join(ZOO)} or a path to a .py builder")
 
 
-def build(spec: str, input_shape: Sequence[int], n_classes: int):
-    """Build the named model; the output layer must match the classes."""
+def build(spec: str, input_shape: Sequence[int], n_classes: int, options: Mapping[str, Any] | None = None):
+    """Build the named model (builder keyword `options` from the recipe's model_options);
+    the output layer must match the classes."""
     entry = resolve(spec)
-    model = entry.builder(tuple(int(d) for d in input_shape), 1 if entry.binary else n_classes)
+    try:
+        model = entry.builder(tuple(int(d) for d in input_shape), 1 if entry.binary else n_classes,
+                              **dict(options or {}))
+    except TypeError as exc:
+        raise ConfigError(f"recipe field 'model_options' does not fit model {spec!r}: {exc}") from exc
     units = int(model.output_shape[-1])
     if units != (1 if entry.binary else n_classes) and not (units == 1 and not entry.binary):
         raise ConfigError(f"model {spec!r} has {units} outputs but the recipe has {n_classes} classes")

@@ -1,0 +1,181 @@
+"""`keywire train`, `keywire transfer`, `keywire evaluate`, `keywire models`.
+
+Thin commands over `keywire.training`: TensorFlow is imported only by train and transfer
+(inside the engine), so `keywire models` and `keywire evaluate` start without it.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from keywire.agent.errors import KeywireError
+
+_EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _fail(exc: KeywireError) -> typer.Exit:
+    from .cli import debug_enabled
+
+    if debug_enabled():
+        raise exc
+    typer.echo(f"keywire: error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _quiet_tf() -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("keywire.training").setLevel(logging.WARNING)
+
+
+def _say(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _fields_help() -> str:
+    from keywire.training.recipe import field_names
+
+    return "Recipe fields settable as options: " + ", ".join(f"--{f}" for f in field_names())
+
+
+def train(
+    ctx: typer.Context,
+    recipe: Annotated[Path, typer.Argument(help="Recipe TOML file (see training/recipes/).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Model directory to write (default: ./<name>).")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Feature cache folder.", envvar="KEYWIRE_CACHE")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch lines.")] = False,
+) -> None:
+    """Train a model from a recipe; any recipe field can be overridden (--epochs 5, --frontend.window_step_ms 20)."""
+    from keywire.training.recipe import load_recipe, parse_cli_overrides
+
+    _quiet_tf()
+    try:
+        r = load_recipe(recipe, parse_cli_overrides(list(ctx.args)))
+        from keywire.training.train import check_recipe, train as run
+
+        ds = check_recipe(r)
+        result = run(r, out or Path(r.name), cache_root=cache / "features" if cache else None,
+                     progress=_say, dataset=ds, verbose=0 if quiet else 2)
+    except KeywireError as exc:
+        raise _fail(exc)
+    _summary(result)
+
+
+def _summary(result) -> None:  # type: ignore[no-untyped-def]
+    rep = result.report
+    typer.echo(f"wrote {result.model_dir}: {result.tflite_path.name} ({rep['tflite_bytes']} bytes int8), "
+               f"{result.float_tflite_path.name}, {result.keras_path.name} in {result.seconds:.0f} s")
+    for split in ("validation", "test"):
+        if split in rep:
+            typer.echo(f"{split} accuracy (int8 .tflite through the agent): {rep[split]['accuracy'] * 100:.1f}% "
+                       f"on {rep[split]['n']} clips")
+
+
+def transfer(
+    ctx: typer.Context,
+    base: Annotated[str, typer.Option(help="Base model: a keywire model folder, .keras, .h5, .mltk.zip, or a bundled model name.")],
+    keywords: Annotated[str, typer.Option(help="New keywords, comma separated.")],
+    data: Annotated[List[Path], typer.Option(help="Speech Commands-layout folder (repeatable).")],
+    recipe: Annotated[Optional[Path], typer.Option(help="Recipe TOML for the other settings.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Model directory to write.")] = None,
+    name: Annotated[str, typer.Option(help="Model name.")] = "transfer",
+    freeze: Annotated[str, typer.Option(help="Freeze base layers: none, all, or the first N.")] = "none",
+    epochs: Annotated[int, typer.Option(help="Epochs (transfer needs few).")] = 10,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate (small for fine-tuning).")] = 0.001,
+    cache: Annotated[Optional[Path], typer.Option(help="Feature cache folder.", envvar="KEYWIRE_CACHE")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train new keywords from a base model's weights (new head, optional freezing, few epochs)."""
+    from keywire.training.recipe import Recipe, apply_overrides, load_recipe, parse_cli_overrides
+
+    _quiet_tf()
+    try:
+        overrides = parse_cli_overrides(list(ctx.args))
+        r = load_recipe(recipe) if recipe else Recipe()
+        r = r.replace(name=name, keywords=tuple(k.strip() for k in keywords.split(",") if k.strip()),
+                      data=tuple(str(d) for d in data), epochs=epochs, learning_rate=learning_rate,
+                      warmup_epochs=0)
+        r = apply_overrides(r, overrides) if overrides else r
+        r.validate()
+        from keywire.training import transfer as tr
+        from keywire.training.train import check_recipe, train as run
+
+        base_path = _base_path(base)
+        b = tr.load_base(base_path)
+        r = tr.transfer_recipe(r, b, use_base_frontend=not any(k.startswith("frontend.") for k in overrides))
+        ds = check_recipe(r)
+        _say(f"base {b.source}: {b.model.count_params()} parameters, freeze={freeze}")
+        result = run(r, out or Path(name), cache_root=cache / "features" if cache else None, progress=_say,
+                     factory=tr.factory(b, freeze), dataset=ds, verbose=0 if quiet else 2)
+    except KeywireError as exc:
+        raise _fail(exc)
+    _summary(result)
+
+
+def _base_path(base: str) -> Path:
+    p = Path(base)
+    if p.exists():
+        return p
+    from keywire.training.bundled import model_path
+
+    return model_path(base).parent  # a bundled model's folder (holds its .keras)
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A .tflite, a keywire model folder or an MLTK .mltk.zip.")],
+    dataset_dir: Annotated[Path, typer.Argument(help="Speech Commands-layout folder.")],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
+    plots: Annotated[Optional[Path], typer.Option(help="Folder for confusion matrix, ROC and precision/recall plots.")] = None,
+) -> None:
+    """Accuracy of a model through the agent's own frontend and runtime (the device's code path)."""
+    from keywire.training.evaluate import evaluate_folder, format_report, load_any_model, save_json, save_plots
+
+    try:
+        m = load_any_model(model)
+        r = evaluate_folder(m, dataset_dir)
+    except KeywireError as exc:
+        raise _fail(exc)
+    typer.echo(format_report(r))
+    if json_out:
+        save_json(r, json_out, m)
+    if plots:
+        for p in save_plots(r, plots):
+            typer.echo(f"wrote {p}", err=True)
+
+
+models_app = typer.Typer(help="Bundled models: list them, or print one's path.", invoke_without_command=True,
+                         no_args_is_help=False)
+
+
+@models_app.callback()
+def models(ctx: typer.Context) -> None:
+    """List the bundled models with their classes and sizes."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from keywire.training.bundled import list_models
+
+    for m in list_models():
+        typer.echo(f"{m.name:<10} {m.size / 1024:7.1f} kB  {', '.join(m.classes)}")
+
+
+@models_app.command("path")
+def models_path(name: Annotated[str, typer.Argument(help="Bundled model name, e.g. speech12.")]) -> None:
+    """Print a bundled model's .tflite path."""
+    from keywire.training.bundled import model_path
+
+    try:
+        typer.echo(str(model_path(name)))
+    except KeywireError as exc:
+        raise _fail(exc)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings=_EXTRA, epilog=_fields_help())(train)
+    app.command(context_settings=_EXTRA)(transfer)
+    app.command()(evaluate)
+    app.add_typer(models_app, name="models")

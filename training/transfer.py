@@ -1,0 +1,153 @@
+"""`keywire transfer`: train new keywords starting from a base model's weights.
+
+The base can be a keywire model directory, a `.keras` file, an MLTK `.mltk.zip` archive or a
+Keras-2 `.h5` (MLTK's `keyword_spotting_mobilenetv2`). Its classification head (the last
+Dense layer) is replaced for the new classes; the layers before it can be frozen. The base's
+frontend settings (from the .tflite beside it) become the new model's, so its features match.
+"""
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from keywire.agent.errors import ConfigError, ModelError
+from keywire.agent.params import read_params
+from keywire.agent.settings import FrontendSettings
+
+from .recipe import Recipe
+
+
+@dataclass
+class Base:
+    """A loaded base model and the parameters of its .tflite (empty when none was found)."""
+
+    model: Any
+    params: dict
+    source: str
+
+    @property
+    def frontend(self) -> Optional[FrontendSettings]:
+        if not any(k.startswith("fe.") for k in self.params):
+            return None
+        return FrontendSettings.from_params(self.params)
+
+
+def _keras2_objects() -> dict[str, Any]:
+    """Keras 3 cannot read Keras 2's DepthwiseConv2D `groups` argument: drop it."""
+    import keras
+
+    class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
+        def __init__(self, *args: Any, groups: Any = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+    return {"DepthwiseConv2D": DepthwiseConv2D}
+
+
+def _load_keras(path: Path) -> Any:
+    import keras
+
+    try:
+        return keras.models.load_model(path, custom_objects=_keras2_objects(), compile=False)
+    except Exception as exc:  # Keras raises many types for unreadable files
+        raise ModelError(f"base model {path} cannot be loaded: {str(exc).splitlines()[0]}") from exc
+
+
+def load_base(path: Path | str) -> Base:
+    """Load a base model from any of the supported forms; `ModelError`/`ConfigError` otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"base model {p} not found")
+    if p.is_dir():
+        kf = sorted(p.glob("*.keras"))
+        if not kf:
+            raise ConfigError(f"base model folder {p} holds no .keras model")
+        tfl = sorted(q for q in p.glob("*.tflite") if not q.name.endswith(".float.tflite"))
+        params = read_params(tfl[0].read_bytes()) if tfl else {}
+        return Base(_load_keras(kf[0]), params, str(kf[0]))
+    if p.suffix in (".keras", ".h5"):
+        tfl = p.with_suffix(".tflite")
+        params = read_params(tfl.read_bytes()) if tfl.exists() else {}
+        return Base(_load_keras(p), params, str(p))
+    if p.name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(p) as z:
+                names = z.namelist()
+                h5 = [n for n in names if n.endswith((".h5", ".keras"))]
+                if not h5:
+                    raise ConfigError(f"base archive {p} holds no .h5/.keras model")
+                tfl = [n for n in names if n.endswith(".tflite")]
+                params = read_params(z.read(tfl[0])) if tfl else {}
+                with tempfile.TemporaryDirectory() as d:
+                    model = _load_keras(Path(z.extract(h5[0], d)))
+        except zipfile.BadZipFile as exc:
+            raise ModelError(f"base archive {p} is not a readable zip") from exc
+        return Base(model, params, f"{p}:{h5[0]}")
+    raise ConfigError(f"base model {p}: expected a model folder, .keras, .h5 or .mltk.zip")
+
+
+def check_fit(base: Base, fe: FrontendSettings) -> tuple[int, ...]:
+    """The base's input shape; `ConfigError` when it does not fit the frontend's features."""
+    shape = tuple(int(d) for d in base.model.input_shape[1:])
+    n = 1
+    for d in shape:
+        n *= d
+    if n != fe.n_frames * fe.n_channels or fe.n_frames not in shape:
+        raise ConfigError(
+            f"base model {base.source} takes input {list(shape)} but the frontend gives "
+            f"{fe.n_frames} frames x {fe.n_channels} channels (fe.sample_length_ms={fe.sample_length_ms}, "
+            f"fe.window_step_ms={fe.window_step_ms}, fe.filterbank_n_channels={fe.filterbank_n_channels}); "
+            "use the base's frontend settings")
+    return shape
+
+
+def head_input(model: Any) -> Any:
+    """The tensor that feeds the base's last Dense layer (the embedding to reuse)."""
+    import keras
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, keras.layers.Dense):
+            return layer.input
+    raise ConfigError(f"base model {model.name} has no Dense classification head to replace")
+
+
+def factory(base: Base, freeze: str = "none", dropout: float = 0.2):
+    """A ModelFactory for `train`: base body (reshaped input if needed) + a new softmax head.
+
+    `freeze`: "none", "all" (every base layer) or N (the first N layers)."""
+    import keras
+    from keras import layers
+
+    if freeze not in ("none", "all") and not freeze.isdigit():
+        raise ConfigError(f"--freeze must be none, all or a number of layers, got {freeze!r}")
+
+    def make(input_shape: tuple, n_classes: int) -> Any:
+        body = keras.Model(base.model.input, head_input(base.model), name="base")
+        if freeze == "all":
+            body.trainable = False
+        elif freeze.isdigit():
+            for layer in body.layers[:int(freeze)]:
+                layer.trainable = False
+        inp = keras.Input(shape=input_shape, name="features")
+        x = inp
+        base_shape = tuple(int(d) for d in base.model.input_shape[1:])
+        if base_shape != tuple(input_shape):
+            x = layers.Reshape(base_shape)(x)
+        x = body(x, training=False if freeze == "all" else None)
+        if len(x.shape) > 2:
+            x = layers.Flatten()(x)
+        x = layers.Dropout(dropout, name="new_head_dropout")(x)
+        out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+        return keras.Model(inp, out, name="transfer")
+
+    return make
+
+
+def transfer_recipe(recipe: Recipe, base: Base, use_base_frontend: bool = True) -> Recipe:
+    """The recipe with the base's frontend (when known) and model name set; shape checked."""
+    if use_base_frontend and base.frontend is not None:
+        recipe = recipe.replace(frontend=base.frontend)
+    check_fit(base, recipe.frontend)
+    return recipe.replace(model="transfer")
