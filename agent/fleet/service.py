@@ -189,6 +189,14 @@ class FleetService:
             self.link.close(final=(self.device.status, self._status(online=False).to_json(), True))
         self.spool.close()
 
+    @property
+    def mqtt_state(self) -> str:
+        """For the systemd status line: connected / connecting / disconnected (+ spooled events)."""
+        if self.link is None:
+            return "not started"
+        pending = len(self.spool)
+        return self.link.state.value + (f", {pending} events spooled" if pending else "")
+
     # ------------------------------------------------------------ EventSink
     def emit(self, detection: Detection) -> None:
         """Spool (fsync) then publish QoS 1: nothing is lost while the broker is away."""

@@ -1,0 +1,90 @@
+"""Wire forms: every message round-trips, malformed input is one MessageError, signatures bind."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from keywire.agent.fleet.errors import MessageError, SignatureError
+from keywire.agent.fleet.manifest import Manifest, build_manifest, split
+from keywire.agent.fleet.messages import Command, ModelInfo, Progress, Reply, Status, Telemetry
+from keywire.agent.fleet.signing import generate_keys, load_private_key, load_public_key, trusted_keys
+from keywire.agent.fleet.topics import DeviceTopics, FleetTopics
+from keywire.agent.errors import ConfigError
+
+SAMPLES = [
+    Status("d1", True, 1.5, ModelInfo("m", "1", "a" * 64, ("yes", "no")), None, {"detection_threshold": 200},
+           3.0, "0.1.0", ("kitchen",), {"sha256": "b" * 64, "state": "active"}, ""),
+    Telemetry("d1", 2.0, 60.0, -40.0, 0.5, 9.9, 1.2, 3.4, {"yes": 2.0}, {"yes": 2}, 0, 12.5, 10_000_000, 3),
+    Progress("d1", "c" * 64, "receiving", 3, 8, "", "2", 4.0),
+    Command("set_detection", "x1", {"detection_threshold": 190, "suppression_ms": 900}),
+    Reply("d1", "rollback", False, "x2", "no previous model", 5.0),
+]
+
+
+@pytest.mark.parametrize("msg", SAMPLES, ids=lambda m: type(m).__name__)
+def test_round_trip(msg):
+    wire = msg.to_json()
+    obj = json.loads(wire)
+    assert obj["v"] == 1 and obj["type"] == msg.TYPE
+    assert type(msg).from_json(wire) == msg
+
+
+@pytest.mark.parametrize("cls", [Status, Telemetry, Progress, Command, Reply, Manifest])
+@pytest.mark.parametrize("payload", [b"", b"\xff\xfe\x00garbage", os.urandom(64), b"[1,2]", b'"text"', b"{}",
+                                     b'{"v": 2, "type": "status"}', b'{"v": 1, "type": "other"}', b"{" * 5000,
+                                     b"x" * 300_000])
+def test_malformed_is_one_message_error(cls, payload):
+    with pytest.raises(MessageError):
+        cls.from_json(payload)
+
+
+def test_field_types_are_checked():
+    good = json.loads(SAMPLES[2].to_json())
+    for field, bad in (("received", "3"), ("state", "exploded"), ("sha256", 5), ("received", True)):
+        with pytest.raises(MessageError, match=field if field != "state" else "state"):
+            Progress.from_dict({**good, field: bad})
+    with pytest.raises(MessageError, match="unknown command"):
+        Command.from_json(b'{"v":1,"type":"command","action":"exec","detection":{}}')
+    with pytest.raises(MessageError, match="unknown setting"):
+        Command.from_json(b'{"v":1,"type":"command","action":"set_detection","detection":{"shell":"rm"}}')
+
+
+def test_topics():
+    d = DeviceTopics("home", "kitchen-pi")
+    assert d.event == "keywire/home/device/kitchen-pi/event"
+    assert FleetTopics.device_of(d.status) == "kitchen-pi"
+    assert FleetTopics("home").chunk("ab", 3) == "keywire/home/model/ab/chunk/3"
+    for bad in ("", "a/b", "+", "#", "x" * 65, "a b"):
+        with pytest.raises(ConfigError):
+            DeviceTopics("home", bad)
+
+
+def test_manifest_signature_binds_every_field(tmp_path, fleet_models):
+    priv, pub = generate_keys(tmp_path / "k")
+    other, _ = generate_keys(tmp_path / "other")
+    trusted = trusted_keys([pub])
+    data = fleet_models.base.read_bytes()
+    m = build_manifest(data, load_private_key(priv), chunk_size=10_000)
+    m2 = Manifest.from_json(m.to_json())
+    m2.verify(trusted)
+    assert m2.n_chunks == -(-len(data) // 10_000) and m2.classes == ("yes", "no", "_unknown_", "_silence_")
+    assert [len(c) for c in split(data, 10_000)][-1] == m2.chunk_length(m2.n_chunks - 1)
+    for change in ({"version": "9"}, {"size": m.size + 1}, {"frontend": {**m.frontend, "fe.window_step_ms": 10}},
+                   {"issued_at": m.issued_at + 1}, {"classes": ("a", "b", "c", "d")}):
+        with pytest.raises(SignatureError, match="invalid"):
+            dataclasses.replace(m, **change).verify(trusted)
+    with pytest.raises(SignatureError, match="not signed"):
+        dataclasses.replace(m, signature="").verify(trusted)
+    with pytest.raises(SignatureError, match="untrusted"):
+        build_manifest(data, load_private_key(other)).verify(trusted)
+    assert load_public_key(pub)
+
+
+def test_keys_refuse_overwrite_and_private_key_is_private(tmp_path):
+    priv, _ = generate_keys(tmp_path)
+    assert (priv.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(ConfigError, match="already exists"):
+        generate_keys(tmp_path)

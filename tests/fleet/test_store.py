@@ -1,0 +1,84 @@
+"""The device's model store: atomic switch, last-known-good, pending models that keep failing."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+
+from keywire.agent.fleet.messages import ModelInfo
+from keywire.agent.fleet.store import ModelStore
+
+
+def info(data: bytes, version: str) -> ModelInfo:
+    return ModelInfo("m", version, hashlib.sha256(data).hexdigest(), ("a", "b"))
+
+
+def test_install_keeps_previous_and_rollback(tmp_path):
+    s = ModelStore(tmp_path)
+    a, b, c = b"A" * 1000, b"B" * 2000, b"C" * 3000
+    s.adopt(a, info(a, "1"))
+    s.install(b, info(b, "2"), issued_at=10.0)
+    st = s.state()
+    assert st.active.version == "2" and st.previous.version == "1" and st.pending
+    s.confirm()
+    s.install(c, info(c, "3"), issued_at=20.0)
+    assert {p.name for p in s.dir.glob("*.tflite")} == {f"{info(b, '2').sha256}.tflite", f"{info(c, '3').sha256}.tflite"}
+    back = s.rollback()
+    assert back.version == "2" and s.state().active.version == "2" and s.state().previous is None
+    assert info(c, "3").sha256 in s.state().rejected
+    assert s.state().issued_at == 20.0
+    assert s.active_path().read_bytes() == b
+
+
+def test_pending_model_that_keeps_failing_is_rolled_back(tmp_path):
+    s = ModelStore(tmp_path)
+    a, b = b"A" * 10, b"B" * 10
+    s.adopt(a, info(a, "1"))
+    s.install(b, info(b, "2"), issued_at=1.0)
+    assert s.note_boot() is False          # first start with the new model
+    assert s.state().active.version == "2"
+    assert s.note_boot() is True           # it crashed again: back to last-known-good
+    assert s.state().active.version == "1" and not s.state().pending
+
+
+def test_corrupt_active_file_falls_back_to_previous(tmp_path):
+    s = ModelStore(tmp_path)
+    a, b = b"A" * 10, b"B" * 10
+    s.adopt(a, info(a, "1"))
+    s.install(b, info(b, "2"), issued_at=1.0)
+    s.path_of(info(b, "2").sha256).write_bytes(b"BB")
+    assert s.active_path().read_bytes() == a
+
+
+_INSTALLER = r"""
+import hashlib, sys, itertools
+from pathlib import Path
+from keywire.agent.fleet.store import ModelStore
+from keywire.agent.fleet.messages import ModelInfo
+s = ModelStore(Path(sys.argv[1]))
+models = [bytes([65 + i]) * (300_000 + i) for i in range(4)]
+if s.state().active is None:
+    s.adopt(models[0], ModelInfo("m", "0", hashlib.sha256(models[0]).hexdigest()))
+print("ready", flush=True)
+for n in itertools.count(1):
+    d = models[n % 4]
+    s.install(d, ModelInfo("m", str(n % 4), hashlib.sha256(d).hexdigest()), issued_at=float(n))
+    s.confirm()
+"""
+
+
+def test_kill_during_install_leaves_old_or_new_model_never_partial(tmp_path):
+    """SIGKILL an installer at arbitrary moments; the store always names a complete model."""
+    for k in range(8):
+        p = subprocess.Popen([sys.executable, "-c", _INSTALLER, str(tmp_path)], stdout=subprocess.PIPE)
+        assert p.stdout.readline().strip() == b"ready"
+        time.sleep(0.05 + 0.037 * k)
+        p.kill()
+        p.wait()
+        s = ModelStore(tmp_path)
+        st = s.state()
+        assert st.active is not None
+        assert s.verify_file(st.active.sha256), f"kill {k}: active model file incomplete"
+        path = s.active_path()
+        assert path is not None and hashlib.sha256(path.read_bytes()).hexdigest() == st.active.sha256
