@@ -1,0 +1,193 @@
+"""`keywire dataset ...`: get training data, real (Speech Commands) or synthetic (TTS).
+
+Thin commands: options in, one engine call (`keywire.training.download`,
+`keywire.training.synth`), `KeywireError` -> one line on stderr and its exit code.
+No TensorFlow is imported.
+"""
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from keywire.agent.errors import ConfigError, KeywireError
+
+dataset_app = typer.Typer(name="dataset", help="Download Speech Commands or synthesize keyword datasets.",
+                          no_args_is_help=True)
+
+
+class Archive(str, Enum):
+    speech_commands = "speech-commands"
+
+
+def _fail(exc: KeywireError) -> typer.Exit:
+    from . import cli
+
+    if cli.debug_enabled():
+        raise exc
+    return cli.fail(exc)
+
+
+class _ByteProgress:
+    """A stderr progress bar for a transfer whose total may be unknown."""
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        self.label, self.quiet = label, quiet
+        self.bar = None
+        self.shown = 0
+        self.last_plain = -1
+
+    def __call__(self, done: int, total: Optional[int]) -> None:
+        if self.quiet:
+            return
+        if total:
+            if self.bar is None:
+                self.bar = typer.progressbar(length=total, label=self.label, file=sys.stderr,
+                                             show_percent=True, show_eta=True)
+                self.bar.__enter__()
+            self.bar.update(done - self.shown)
+            self.shown = done
+        elif done // (64 << 20) != self.last_plain:
+            self.last_plain = done // (64 << 20)
+            typer.echo(f"{self.label}: {done / 1e6:.0f} MB", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@dataset_app.command("download")
+def download(
+    name: Annotated[Archive, typer.Argument(help="Which dataset (speech-commands).")],
+    dest: Annotated[Path, typer.Argument(help="Folder to extract into (Speech Commands layout).")],
+    version: Annotated[str, typer.Option("--version", help="Speech Commands version: 1 (v0.01) or 2 (v0.02).")] = "2",
+    url: Annotated[Optional[str], typer.Option("--url", help="Fetch from this URL instead (a mirror).",
+                                               envvar="KEYWIRE_DATASET_URL")] = None,
+    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected sha256 of the archive at --url.")] = None,
+    keep_archive: Annotated[bool, typer.Option("--keep-archive", help="Keep the .tar.gz under DEST/.download.")] = False,
+    retries: Annotated[int, typer.Option("--retries", help="Reconnect this often after a cut connection.")] = 3,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Download the official archive (resumable, checksum-verified) and extract it into DEST."""
+    from keywire.training.download import DownloadSpec, download as fetch, speech_commands_archive
+
+    progress = _ByteProgress("downloading", quiet)
+    try:
+        info = speech_commands_archive(version)
+        if url and not sha256:
+            raise ConfigError("--url needs --sha256 (the archive must be verifiable)")
+        spec = DownloadSpec(url=url or info.url, sha256=sha256 or info.sha256, dest=dest,
+                            size=None if url else info.size, keep_archive=keep_archive, retries=retries)
+        result = fetch(spec, progress)
+    except KeywireError as exc:
+        progress.close()
+        raise _fail(exc) from None
+    progress.close()
+    if result.status == "present":
+        typer.echo(f"{dest}: already downloaded and verified", err=True)
+    else:
+        resumed = f", resumed at {result.resumed_from} bytes" if result.resumed_from else ""
+        typer.echo(f"{dest}: {result.files} WAV files extracted (sha256 verified{resumed})", err=True)
+
+
+@dataset_app.command("synth")
+def synth(
+    words: Annotated[str, typer.Option("--words", "-w", help="Keywords, comma-separated (on,off).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (Speech Commands layout).")],
+    per_word: Annotated[int, typer.Option("--per-word", "-n", help="Clips per keyword.")] = 50,
+    per_negative: Annotated[Optional[int], typer.Option(
+        "--per-negative", help="Clips per negative word (default: per-word / 4; 0 = no negatives).")] = None,
+    negatives: Annotated[str, typer.Option("--negatives", help="Extra negative words, comma-separated.")] = "",
+    near_misses: Annotated[int, typer.Option("--near-misses", help="Phonetically close negatives per keyword.")] = 4,
+    common_negatives: Annotated[int, typer.Option("--common-negatives", help="Other common words as negatives.")] = 10,
+    voices: Annotated[str, typer.Option(
+        "--voices", help="Voices, comma-separated: espeak-ng, flite, en-gb+f3, flite:slt (default: all).",
+        envvar="KEYWIRE_SYNTH_VOICES")] = "",
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same dataset.")] = 0,
+    rate: Annotated[int, typer.Option("--rate", help="Sample rate in Hz.")] = 16000,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Clips rendered in parallel.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Speak keywords and negatives with every TTS voice on the machine into 1 s clips."""
+    from keywire.training.synth import SynthConfig, parse_words, synthesize_dataset
+
+    bar = None
+    try:
+        neg = tuple(w.strip() for w in negatives.split(",") if w.strip())
+        config = SynthConfig(words=parse_words(words), out=out, per_word=per_word, per_negative=per_negative,
+                             negatives=neg, near_misses=near_misses, common_negatives=common_negatives,
+                             voices=tuple(v.strip() for v in voices.split(",") if v.strip()),
+                             seed=seed, rate=rate, jobs=jobs)
+        config.validate()
+        state = {"shown": 0}
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if quiet:
+                return
+            if bar is None:
+                bar = typer.progressbar(length=total, label="synthesizing", file=sys.stderr)
+                bar.__enter__()
+            bar.update(done - state["shown"])
+            state["shown"] = done
+
+        report = synthesize_dataset(config, progress)
+    except KeywireError as exc:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+        raise _fail(exc) from None
+    if bar is not None:
+        bar.__exit__(None, None, None)
+    for f in report.failures[:5]:
+        typer.echo(f"warning: {f}", err=True)
+    typer.echo(report.summary())
+
+
+@dataset_app.command("passages")
+def passages(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Long WAV to write.")],
+    text_file: Annotated[Optional[Path], typer.Option(
+        "--text-file", help="Passages, separated by blank lines (default: the built-in ones).")] = None,
+    forbid: Annotated[str, typer.Option("--forbid", help="Keywords no passage may contain, comma-separated.")] = "",
+    voices: Annotated[str, typer.Option("--voices", help="Voices, comma-separated (default: all).")] = "",
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same recording.")] = 0,
+    rate: Annotated[int, typer.Option("--rate", help="Sample rate in Hz.")] = 16000,
+) -> None:
+    """Read passages aloud with varied voices into one long WAV (keyword-free background speech)."""
+    from keywire.training.synth import synthesize_passages
+    from keywire.training.synth_words import PASSAGES
+
+    try:
+        texts: tuple[str, ...] = PASSAGES
+        if text_file is not None:
+            try:
+                raw = text_file.read_text()
+            except OSError as exc:
+                raise ConfigError(f"--text-file {text_file}: {exc.strerror}") from None
+            texts = tuple(" ".join(p.split()) for p in raw.split("\n\n") if p.strip())
+        result = synthesize_passages(out, texts, tuple(v.strip() for v in voices.split(",") if v.strip()),
+                                     seed=seed, rate=rate,
+                                     forbidden=tuple(w.strip() for w in forbid.split(",") if w.strip()))
+    except KeywireError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{out}: {result.seconds:.1f} s, {len(result.segments)} passages")
+
+
+@dataset_app.command("voices")
+def voices_cmd() -> None:
+    """List the TTS engines (usable or why not) and the default synthetic voices."""
+    from keywire.training.synth import VoiceCatalog
+
+    cat = VoiceCatalog.probe()
+    for engine, why in cat.status.items():
+        typer.echo(f"{engine}: {'ok' if why is None else 'UNUSABLE: ' + why}")
+    for v in cat.default_voices():
+        typer.echo(f"{v.id}  {v.spec}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dataset_app, name="dataset")

@@ -1,0 +1,724 @@
+"""Synthetic speech for training a brand-new keyword without recordings.
+
+The TTS engines on the machine (espeak-ng with its accents and voice variants, flite with its
+voices) speak each word with a varied rate, pitch, tempo and level; sox resamples, trims the
+silence and normalizes; every clip is one second of 16-bit mono audio with the word centred
+(a little jitter). Output is Speech Commands layout: a folder per keyword and a folder per
+negative word (near-misses such as `own`/`an` for `on`, and common words), which the training
+loader turns into `_unknown_`. File names are `<word>_<voiceid>_nohash_<n>.wav`, so the
+speaker-hash split keeps each synthetic voice in one split. Everything follows from the seed.
+
+`synthesize_passages` reads long texts into one WAV: keyword-free background speech for
+streaming evaluation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import wave
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+
+from keywire.agent.errors import ConfigError, KeywireError
+
+from .synth_words import COMMON_WORDS, PASSAGES
+
+ESPEAK, FLITE = "espeak-ng", "flite"
+ENGINES = (ESPEAK, FLITE)
+MANIFEST = "synth_manifest.json"
+# espeak-ng variants that sound like people (robots, whispers and effects left out).
+HUMAN_VARIANTS = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+    "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "adam", "Alex", "Alicia", "Andrea",
+    "Andy", "Annie", "aunty", "belinda", "benjamin", "boris", "caleb", "david", "ed", "edward",
+    "Gene", "john", "linda", "max", "Michael", "Mike", "norbert", "paul", "pedro", "quincy", "rob",
+    "robert", "shelby", "steph", "travis", "victor", "zac", "grandma", "grandpa", "anika",
+)
+# flite voices that can say any text (awb_time only knows clock times).
+_FLITE_LIMITED = {"awb_time"}
+ProgressFn = Callable[[int, int], None]
+
+
+class TTSEngineError(KeywireError):
+    """A text-to-speech engine or sox is missing or fails on this machine."""
+
+    exit_code = 7
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One synthetic speaker: an engine and its voice name (`en-us+f3`, `slt`)."""
+
+    engine: str
+    name: str
+
+    @property
+    def spec(self) -> str:
+        return f"{self.engine}:{self.name}"
+
+    @property
+    def id(self) -> str:
+        """Speaker id for file names: short, stable, never contains `_`."""
+        return hashlib.sha1(self.spec.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Variation:
+    """Ranges each clip's rendering parameters are drawn from."""
+
+    speed_wpm: tuple[int, int] = (115, 205)
+    pitch: tuple[int, int] = (15, 85)
+    stretch: tuple[float, float] = (0.8, 1.3)
+    pitch_cents: tuple[float, float] = (-350.0, 350.0)
+    tempo: tuple[float, float] = (0.92, 1.08)
+    peak_dbfs: tuple[float, float] = (-20.0, -1.0)
+    jitter_s: float = 0.08
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """A synthetic dataset: keywords, negatives, voices and how many clips of each."""
+
+    words: tuple[str, ...]
+    out: Path
+    per_word: int = 50
+    per_negative: Optional[int] = None
+    negatives: tuple[str, ...] = ()
+    near_misses: int = 4
+    common_negatives: int = 10
+    voices: tuple[str, ...] = ()
+    seed: int = 0
+    rate: int = 16000
+    clip_s: float = 1.0
+    jobs: int = 1
+    variation: Variation = field(default_factory=Variation)
+
+    def clips_per_negative(self) -> int:
+        return self.per_negative if self.per_negative is not None else max(1, self.per_word // 4)
+
+    def validate(self) -> None:
+        if not self.words:
+            raise ConfigError("--words is empty: name at least one keyword")
+        if self.per_word < 1:
+            raise ConfigError("--per-word must be at least 1")
+        if self.per_negative is not None and self.per_negative < 0:
+            raise ConfigError("--per-negative must be 0 or more")
+        if self.near_misses < 0 or self.common_negatives < 0:
+            raise ConfigError("--near-misses and --common-negatives must be 0 or more")
+        if not 8000 <= self.rate <= 48000:
+            raise ConfigError(f"--rate {self.rate} is outside 8000..48000 Hz")
+        if not 0.3 <= self.clip_s <= 10:
+            raise ConfigError(f"clip length {self.clip_s} s is outside 0.3..10 s")
+        if self.jobs < 1:
+            raise ConfigError("--jobs must be at least 1")
+        for w in self.words + self.negatives:
+            normalize_word(w)
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """One clip to render: what to say, with which voice and parameters, into which file."""
+
+    text: str
+    folder: str
+    voice: Voice
+    path: Path
+    params: dict
+
+
+@dataclass(frozen=True)
+class SynthReport:
+    """What `synthesize_dataset` wrote."""
+
+    out: Path
+    counts: dict[str, int]
+    keywords: tuple[str, ...]
+    negatives: dict[str, str]
+    voices: tuple[Voice, ...]
+    failures: tuple[str, ...]
+    manifest: Path
+
+    def summary(self) -> str:
+        kw = sum(self.counts.get(normalize_word(w), 0) for w in self.keywords)
+        neg = sum(self.counts.values()) - kw
+        return (f"{self.out}: {kw} keyword clips ({len(self.keywords)} words), {neg} negative clips "
+                f"({len(self.negatives)} words), {len(self.voices)} voices, {len(self.failures)} failed")
+
+
+# ---------------------------------------------------------------- words
+
+
+_WORD = re.compile(r"^[^\W\d_][\w'\- ]*$")
+
+
+def normalize_word(word: str) -> str:
+    """Folder name of a word or phrase (`Hey Wire` -> `hey_wire`); `ConfigError` when unusable."""
+    w = " ".join(word.strip().lower().split())
+    if not w:
+        raise ConfigError("empty word in the word list")
+    if not _WORD.match(w) or len(w) > 40:
+        raise ConfigError(f"word {word!r} must start with a letter and hold only letters, "
+                          f"digits, spaces, ' and - (at most 40 characters)")
+    return w.replace(" ", "_")
+
+
+def parse_words(text: str) -> tuple[str, ...]:
+    """`on,off` -> ("on", "off"); duplicates dropped; `ConfigError` on an empty list."""
+    words: list[str] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        normalize_word(part)
+        w = " ".join(part.strip().lower().split())
+        if w not in words:
+            words.append(w)
+    if not words:
+        raise ConfigError("--words is empty: name at least one keyword")
+    return tuple(words)
+
+
+# ---------------------------------------------------------------- engines and voices
+
+
+def _run(cmd: list[str], text: Optional[str] = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, input=text, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise TTSEngineError(f"{cmd[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise TTSEngineError(f"{cmd[0]} did not finish within {timeout:.0f} s") from None
+
+
+def engine_status() -> dict[str, Optional[str]]:
+    """For espeak-ng, flite and sox: None when usable, else why not (probed by speaking)."""
+    status: dict[str, Optional[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="keywire-tts-") as tmp:
+        out = Path(tmp) / "probe.wav"
+        probes = {
+            ESPEAK: ([ESPEAK, "-v", "en-us", "-w", str(out), "--stdin"], "test"),
+            FLITE: ([FLITE, "-voice", "slt", "-t", "test", "-o", str(out)], None),
+            "sox": (["sox", "-n", "-r", "16000", str(out), "trim", "0", "0.01"], None),
+        }
+        for name, (cmd, text) in probes.items():
+            if shutil.which(cmd[0]) is None:
+                status[name] = f"{cmd[0]} is not installed"
+                continue
+            out.unlink(missing_ok=True)
+            try:
+                r = _run(cmd, text, timeout=30)
+            except TTSEngineError as exc:
+                status[name] = str(exc)
+                continue
+            ok = r.returncode == 0 and out.exists() and out.stat().st_size > 44
+            status[name] = None if ok else f"{name} failed: {_first_line(r.stderr) or 'no audio written'}"
+    return status
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in (text or "").splitlines() if ln.strip()), "")
+
+
+def espeak_languages() -> dict[str, str]:
+    """espeak-ng language codes -> voice file (MBROLA voices left out: they need mbrola)."""
+    r = _run([ESPEAK, "--voices"])
+    langs: dict[str, str] = {}
+    for line in r.stdout.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 5 and not cols[4].startswith("mb/"):
+            langs.setdefault(cols[1], cols[4])
+    return langs
+
+
+def espeak_variants() -> list[str]:
+    """Names usable after `+` in an espeak-ng voice (`en-us+f3`)."""
+    r = _run([ESPEAK, "--voices=variant"])
+    out = []
+    for line in r.stdout.splitlines()[1:]:
+        tok = next((t for t in line.split() if t.startswith("!v/")), None)
+        if tok:
+            out.append(tok[3:])
+    return out
+
+
+def flite_voices() -> list[str]:
+    r = _run([FLITE, "-lv"])
+    text = r.stdout + r.stderr
+    _, _, names = text.partition(":")
+    return [v for v in names.split()]
+
+
+@dataclass(frozen=True)
+class VoiceCatalog:
+    """Voices the machine can speak with, and why an engine is unusable."""
+
+    espeak_languages: tuple[str, ...]
+    espeak_variants: tuple[str, ...]
+    flite_voices: tuple[str, ...]
+    status: dict[str, Optional[str]]
+
+    @classmethod
+    def probe(cls) -> "VoiceCatalog":
+        status = engine_status()
+        langs = tuple(espeak_languages()) if status[ESPEAK] is None else ()
+        variants = tuple(espeak_variants()) if status[ESPEAK] is None else ()
+        fv = tuple(flite_voices()) if status[FLITE] is None else ()
+        return cls(langs, variants, fv, status)
+
+    def default_voices(self) -> list[Voice]:
+        """Every English espeak-ng accent, plain and with each human-sounding variant, and
+        every general flite voice."""
+        out: list[Voice] = []
+        accents = [lang for lang in self.espeak_languages if lang == "en" or lang.startswith("en-")]
+        variants = [v for v in HUMAN_VARIANTS if v in self.espeak_variants]
+        for acc in accents:
+            out.append(Voice(ESPEAK, acc))
+            out += [Voice(ESPEAK, f"{acc}+{v}") for v in variants]
+        out += [Voice(FLITE, v) for v in self.flite_voices if v not in _FLITE_LIMITED]
+        return out
+
+    def usable_or_raise(self, engine: str) -> None:
+        if self.status.get("sox"):
+            raise TTSEngineError(f"sox is needed to resample and trim: {self.status['sox']}")
+        if self.status.get(engine):
+            raise TTSEngineError(f"TTS engine {engine} is unusable: {self.status[engine]}")
+
+    def resolve(self, specs: Sequence[str]) -> list[Voice]:
+        """Voices from `--voices` items: `espeak-ng`/`flite` (all of that engine), `en-gb+f3`,
+        `espeak-ng:en-gb`, `slt`, `flite:slt`; `ConfigError` naming an unknown voice."""
+        if not specs:
+            if self.status.get("sox"):
+                raise TTSEngineError(f"sox is needed to resample and trim: {self.status['sox']}")
+            voices = self.default_voices()
+            if not voices:
+                raise TTSEngineError("no TTS engine is usable: " + "; ".join(
+                    f"{k}: {v}" for k, v in self.status.items() if v))
+            return voices
+        out: list[Voice] = []
+        defaults = self.default_voices()
+        for raw in specs:
+            spec = raw.strip()
+            if not spec:
+                continue
+            if spec in ENGINES:
+                self.usable_or_raise(spec)
+                out += [v for v in defaults if v.engine == spec]
+                continue
+            engine, sep, name = spec.partition(":")
+            if not sep:
+                engine, name = (FLITE if spec in self.flite_voices or spec in _FLITE_LIMITED else ESPEAK), spec
+            if engine not in ENGINES:
+                raise ConfigError(f"unknown TTS engine {engine!r} in voice {raw!r} (use espeak-ng or flite)")
+            self.usable_or_raise(engine)
+            if engine == FLITE:
+                if name not in self.flite_voices:
+                    raise ConfigError(f"unknown voice {raw!r}: flite has {', '.join(self.flite_voices)}")
+            else:
+                lang, _, variant = name.partition("+")
+                if lang not in self.espeak_languages:
+                    raise ConfigError(f"unknown voice {raw!r}: espeak-ng has no language {lang!r}")
+                if variant and variant not in self.espeak_variants:
+                    raise ConfigError(f"unknown voice {raw!r}: espeak-ng has no variant {variant!r}")
+            out.append(Voice(engine, name))
+        if not out:
+            raise ConfigError("--voices names no voice")
+        return list(dict.fromkeys(out))
+
+
+# ---------------------------------------------------------------- near-miss negatives
+
+
+_DIGRAPHS = {"oʊ", "aɪ", "aʊ", "eɪ", "ɔɪ", "tʃ", "dʒ", "ɪə", "eə", "ʊə", "əʊ", "ɜː", "iː", "uː", "ɑː", "ɔː"}
+_IGNORED = set("ˈˌ.‿-_ ")
+
+
+def phonemes(words: Sequence[str]) -> list[tuple[str, ...]]:
+    """IPA phoneme tokens of each word (espeak-ng, en-us); letters when espeak-ng is missing."""
+    if not words:
+        return []
+    def ask(batch: Sequence[str]) -> list[str]:
+        r = _run([ESPEAK, "-q", "-x", "--ipa", "-v", "en-us"], "\n".join(w.replace("_", " ") for w in batch) + "\n")
+        return [ln for ln in r.stdout.splitlines() if ln.strip()]
+
+    try:
+        lines = ask(words)
+        if len(lines) != len(words):  # espeak-ng split or merged a line: ask word by word
+            lines = [" ".join(ask([w])) for w in words]
+    except TTSEngineError:
+        return [tuple(w) for w in words]
+    return [_tokens(ln) for ln in lines]
+
+
+def _tokens(ipa: str) -> tuple[str, ...]:
+    s = [c for c in ipa.strip() if c not in _IGNORED]
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        two = "".join(s[i:i + 2])
+        if two in _DIGRAPHS:
+            out.append(two)
+            i += 2
+        else:
+            out.append(s[i])
+            i += 1
+        while i < len(s) and s[i] in "ːʲʰ̃":
+            out[-1] += s[i]
+            i += 1
+    return tuple(out)
+
+
+def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+_VOWEL_SPELLINGS = ("a", "e", "i", "o", "u", "oo", "ee", "ow", "ay", "oh", "aw", "ai", "oi", "ur", "ea")
+_ONSETS = ("b", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "y", "z",
+           "ch", "sh", "th", "st", "bl", "tr", "fr", "gr", "pl", "sl", "sn", "dr")
+_CODAS = ("s", "t", "d", "n", "k", "l", "er", "y", "ing")
+
+
+def spelling_variants(word: str) -> set[str]:
+    """Rule-made look-alikes of one word: new onset, no onset, other vowel, added/dropped coda."""
+    m = re.match(r"^([^aeiouy]*)([aeiouy]+)(.*)$", word)
+    if not m or not word.isalpha():
+        return set()
+    onset, vowel, rest = m.groups()
+    out = {c + vowel + rest for c in _ONSETS}
+    if onset:
+        out.add(vowel + rest)
+    out |= {onset + v + rest for v in _VOWEL_SPELLINGS}
+    out |= {word + c for c in _CODAS}
+    if len(word) > 2:
+        out.add(word[:-1])
+    out.discard(word)
+    return out
+
+
+def near_miss_candidates(word: str) -> set[str]:
+    """Spelling variants of a word or of a phrase's first/last word, plus the common words."""
+    parts = word.split()
+    cands: set[str] = set(COMMON_WORDS)
+    if len(parts) == 1:
+        cands |= spelling_variants(parts[0])
+    else:
+        cands |= {" ".join(parts[:-1] + [v]) for v in spelling_variants(parts[-1])}
+        cands |= {" ".join([v] + parts[1:]) for v in spelling_variants(parts[0])}
+    return cands
+
+
+def choose_negatives(keywords: Sequence[str], explicit: Sequence[str], near_misses: int,
+                     common: int, seed: int) -> dict[str, str]:
+    """Negative words -> why chosen: explicit ones, the `near_misses` phonetically closest
+    look-alikes of each keyword (real words first at equal distance), and `common` other common
+    words. Homophones of a keyword are never negatives (`ConfigError` when named explicitly)."""
+    rng = random.Random(f"{seed}|negatives")
+    kws = [" ".join(k.lower().split()) for k in keywords]
+    cand_by_kw = {k: sorted(near_miss_candidates(k) - set(kws)) for k in kws}
+    all_cands = sorted(set().union(*cand_by_kw.values()) | set(explicit) | set(COMMON_WORDS))
+    ph = dict(zip(kws + all_cands, phonemes(kws + all_cands)))
+    kw_ph = {k: ph[k] for k in kws}
+
+    def homophone_of(w: str) -> Optional[str]:
+        return next((k for k in kws if ph.get(w) == kw_ph[k] or w == k), None)
+
+    out: dict[str, str] = {}
+    for w in explicit:
+        w = " ".join(w.lower().split())
+        h = homophone_of(w)
+        if h:
+            raise ConfigError(f"negative {w!r} sounds the same as keyword {h!r}")
+        out[w] = "explicit"
+    common_set = set(COMMON_WORDS)
+    for k in kws:
+        scored = []
+        for c in cand_by_kw[k]:
+            if homophone_of(c) or c in out:
+                continue
+            d = edit_distance(kw_ph[k], ph[c])
+            if 1 <= d <= max(1, (len(kw_ph[k]) + 1) // 2):
+                scored.append((d, c not in common_set, rng.random(), c))
+        seen = {kw_ph[x] for x in kws} | {ph[x] for x in out if x in ph}
+        taken = 0
+        for _, _, _, c in sorted(scored):
+            if taken >= near_misses:
+                break
+            if ph[c] in seen:
+                continue
+            seen.add(ph[c])
+            out[c] = f"near-miss of {k}"
+            taken += 1
+    pool = [w for w in COMMON_WORDS if w not in out and not homophone_of(w)
+            and min(edit_distance(kw_ph[k], ph[w]) for k in kws) >= 2]
+    for w in rng.sample(pool, min(common, len(pool))):
+        out[w] = "common word"
+    return out
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _draw(variation: Variation, voice: Voice, rng: random.Random) -> dict:
+    v = variation
+    p: dict = {"tempo": round(rng.uniform(*v.tempo), 3), "peak_dbfs": round(rng.uniform(*v.peak_dbfs), 1),
+               "jitter": round(rng.uniform(-1, 1), 3)}
+    if voice.engine == ESPEAK:
+        p["speed_wpm"] = rng.randint(*v.speed_wpm)
+        p["pitch"] = rng.randint(*v.pitch)
+    else:
+        p["stretch"] = round(rng.uniform(*v.stretch), 3)
+        p["pitch_cents"] = round(rng.uniform(*v.pitch_cents))
+    return p
+
+
+def _tts(voice: Voice, text: str, params: dict, out: Path) -> None:
+    """Speak `text` into `out` (engine's own rate); `TTSEngineError` when nothing comes out."""
+    if voice.engine == ESPEAK:
+        cmd = [ESPEAK, "-v", voice.name, "-s", str(params.get("speed_wpm", 160)),
+               "-p", str(params.get("pitch", 50)), "-w", str(out), "--stdin"]
+        r = _run(cmd, text)
+    else:
+        txt = out.with_suffix(".txt")
+        txt.write_text(text + "\n")
+        cmd = [FLITE, "-voice", voice.name, "--setf", f"duration_stretch={params.get('stretch', 1.0)}",
+               "-f", str(txt), "-o", str(out)]
+        r = _run(cmd)
+    if r.returncode != 0 or not out.exists() or out.stat().st_size <= 44:
+        raise TTSEngineError(f"{voice.spec} could not say {text[:40]!r}: {_first_line(r.stderr) or 'no audio'}")
+
+
+def _sox(src: Path, dst: Path, rate: int, params: dict, tempo: float, trim: bool) -> np.ndarray:
+    cmd = ["sox", "-R", "-V1", str(src), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(dst)]
+    if params.get("pitch_cents"):
+        cmd += ["pitch", str(params["pitch_cents"])]
+    if abs(tempo - 1.0) > 1e-3:
+        cmd += ["tempo", "-s", f"{tempo:.4f}"]
+    if trim:
+        cmd += ["silence", "1", "0.005", "-55d", "reverse", "silence", "1", "0.005", "-55d", "reverse"]
+    cmd += ["gain", "-n", str(params["peak_dbfs"])]
+    r = _run(cmd)
+    if r.returncode != 0:
+        raise TTSEngineError(f"sox failed on {src.name}: {_first_line(r.stderr)}")
+    return read_wav(dst)[0]
+
+
+def render_clip(job: ClipJob, rate: int, clip_s: float, jitter_s: float) -> np.ndarray:
+    """The finished clip: spoken, resampled, trimmed, fitted into `clip_s` seconds and centred."""
+    n = int(round(clip_s * rate))
+    fit = int(n * 0.94)
+    with tempfile.TemporaryDirectory(prefix="keywire-synth-") as tmp:
+        raw, proc = Path(tmp) / "raw.wav", Path(tmp) / "proc.wav"
+        _tts(job.voice, job.text, job.params, raw)
+        tempo = job.params["tempo"]
+        x = _sox(raw, proc, rate, job.params, tempo, trim=True)
+        if len(x) > fit:  # too long for the clip: speak it faster rather than cut the word
+            x = _sox(raw, proc, rate, job.params, tempo * len(x) / fit * 1.02, trim=True)[:fit]
+    if len(x) == 0 or int(np.abs(x.astype(np.int32)).max()) < 64:
+        raise TTSEngineError(f"{job.voice.spec} produced silence for {job.text!r}")
+    slack = n - len(x)
+    shift = int(job.params["jitter"] * min(jitter_s * rate, slack // 2))
+    start = slack // 2 + shift
+    clip = np.zeros(n, dtype=np.int16)
+    clip[start:start + len(x)] = x
+    return clip
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16), w.getframerate()
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
+    """Write mono int16 atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+    tmp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def _voice_cycle(voices: Sequence[Voice], rng: random.Random, flite_share: float = 0.2) -> list[Voice]:
+    """A shuffled voice order in which flite's few voices still get about `flite_share` of clips."""
+    esp = [v for v in voices if v.engine == ESPEAK]
+    fl = [v for v in voices if v.engine == FLITE]
+    reps = 1
+    if esp and fl:
+        reps = max(1, round(flite_share * len(esp) / ((1 - flite_share) * len(fl))))
+    pool = esp + fl * reps
+    rng.shuffle(pool)
+    return pool
+
+
+def plan(config: SynthConfig, voices: Sequence[Voice], negatives: dict[str, str]) -> list[ClipJob]:
+    """Every clip of the dataset with its voice and parameters (deterministic in the seed)."""
+    jobs: list[ClipJob] = []
+    groups = [(w, config.per_word) for w in config.words]
+    groups += [(w, config.clips_per_negative()) for w in negatives]
+    for text, count in groups:
+        folder = normalize_word(text)
+        cycle = _voice_cycle(voices, random.Random(f"{config.seed}|voices|{folder}"))
+        per_voice: dict[str, int] = {}
+        for i in range(count):
+            voice = cycle[i % len(cycle)]
+            rng = random.Random(f"{config.seed}|clip|{folder}|{i}")
+            n = per_voice.get(voice.id, 0)
+            per_voice[voice.id] = n + 1
+            path = config.out / folder / f"{folder}_{voice.id}_nohash_{n}.wav"
+            jobs.append(ClipJob(text, folder, voice, path, _draw(config.variation, voice, rng)))
+    return jobs
+
+
+def synthesize_dataset(config: SynthConfig, progress: Optional[ProgressFn] = None,
+                       catalog: Optional[VoiceCatalog] = None) -> SynthReport:
+    """Render the whole dataset into `config.out` and write `synth_manifest.json` beside it.
+
+    A clip a voice cannot say is reported in `failures`; when every clip fails the engine is
+    unusable and `TTSEngineError` says so.
+    """
+    config.validate()
+    catalog = catalog or VoiceCatalog.probe()
+    voices = catalog.resolve(config.voices)
+    keywords = tuple(" ".join(w.lower().split()) for w in config.words)
+    negatives = choose_negatives(keywords, config.negatives, config.near_misses,
+                                 config.common_negatives, config.seed)
+    if config.clips_per_negative() == 0:
+        negatives = {}
+    clash = {normalize_word(n) for n in negatives} & {normalize_word(k) for k in keywords}
+    if clash:
+        raise ConfigError(f"negative word {sorted(clash)[0]!r} is also a keyword")
+    jobs = plan(config, voices, negatives)
+    config.out.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    counts: dict[str, int] = {}
+    records: list[dict] = []
+    done = 0
+
+    def work(job: ClipJob) -> Optional[str]:
+        try:
+            clip = render_clip(job, config.rate, config.clip_s, config.variation.jitter_s)
+        except TTSEngineError as exc:
+            return str(exc)
+        write_wav(job.path, clip, config.rate)
+        return None
+
+    with ThreadPoolExecutor(max_workers=config.jobs) as pool:
+        for job, err in zip(jobs, pool.map(work, jobs)):
+            done += 1
+            if err:
+                failures.append(err)
+            else:
+                counts[job.folder] = counts.get(job.folder, 0) + 1
+                records.append({"file": f"{job.folder}/{job.path.name}", "text": job.text,
+                                "voice": job.voice.spec, **job.params})
+            if progress:
+                progress(done, len(jobs))
+    if jobs and not records:
+        raise TTSEngineError(f"no clip could be synthesized: {failures[0]}")
+    manifest = config.out / MANIFEST
+    manifest.write_text(json.dumps({
+        "seed": config.seed, "rate": config.rate, "clip_s": config.clip_s,
+        "keywords": list(keywords), "negatives": negatives,
+        "voices": {v.id: v.spec for v in voices}, "variation": asdict(config.variation),
+        "engines": engine_versions(), "failures": failures, "clips": records,
+    }, indent=1) + "\n")
+    return SynthReport(config.out, counts, keywords, negatives, tuple(voices), tuple(failures), manifest)
+
+
+def engine_versions() -> dict[str, str]:
+    out = {}
+    for name, cmd in ((ESPEAK, [ESPEAK, "--version"]), (FLITE, [FLITE, "--version"]), ("sox", ["sox", "--version"])):
+        try:
+            out[name] = _first_line(_run(cmd, timeout=10).stdout)
+        except TTSEngineError as exc:
+            out[name] = str(exc)
+    return out
+
+
+# ---------------------------------------------------------------- long passages
+
+
+@dataclass(frozen=True)
+class PassageSegment:
+    voice: str
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class PassageResult:
+    path: Path
+    seconds: float
+    segments: tuple[PassageSegment, ...]
+
+
+def contains_word(text: str, words: Iterable[str]) -> Optional[str]:
+    """The first of `words` that `text` holds as a whole word (case-insensitive), else None."""
+    tokens = set(re.findall(r"[a-z']+", text.lower()))
+    for w in words:
+        if w.lower() in tokens:
+            return w
+    return None
+
+
+def synthesize_passages(out: Path, passages: Sequence[str] = PASSAGES, voices: Sequence[str] = (),
+                        seed: int = 0, rate: int = 16000, pause_s: tuple[float, float] = (0.4, 1.2),
+                        forbidden: Sequence[str] = (), variation: Variation = Variation(),
+                        catalog: Optional[VoiceCatalog] = None) -> PassageResult:
+    """Read each passage with a different voice (varied rate, pitch, level) into one long WAV.
+
+    Background speech for streaming evaluation: a passage holding a `forbidden` word (a keyword)
+    is a `ConfigError`, so the result is keyword-free by construction.
+    """
+    if not passages:
+        raise ConfigError("no passages to synthesize")
+    for i, text in enumerate(passages):
+        if not text.strip():
+            raise ConfigError(f"passage {i} is empty")
+        bad = contains_word(text, forbidden)
+        if bad:
+            raise ConfigError(f"passage {i} contains the keyword {bad!r}")
+    catalog = catalog or VoiceCatalog.probe()
+    pool = catalog.resolve(voices)
+    rng = random.Random(f"{seed}|passages")
+    order = _voice_cycle(pool, rng)
+    parts: list[np.ndarray] = []
+    segments: list[PassageSegment] = []
+    pos = 0
+    for i, text in enumerate(passages):
+        voice = order[i % len(order)]
+        params = _draw(variation, voice, rng)
+        params["peak_dbfs"] = round(rng.uniform(-12.0, -3.0), 1)
+        gap = np.zeros(int(rng.uniform(*pause_s) * rate), dtype=np.int16)
+        with tempfile.TemporaryDirectory(prefix="keywire-passage-") as tmp:
+            raw, proc = Path(tmp) / "raw.wav", Path(tmp) / "proc.wav"
+            _tts(voice, " ".join(text.split()), params, raw)
+            x = _sox(raw, proc, rate, params, params["tempo"], trim=True)
+        parts += [gap, x]
+        pos += len(gap)
+        segments.append(PassageSegment(voice.spec, pos / rate, (pos + len(x)) / rate, text))
+        pos += len(x)
+    tail = np.zeros(int(pause_s[0] * rate), dtype=np.int16)
+    samples = np.concatenate(parts + [tail])
+    write_wav(out, samples, rate)
+    return PassageResult(out, len(samples) / rate, tuple(segments))
