@@ -143,10 +143,13 @@ def start_agent(tmp_path: Path, fleet_models: FleetModels, keys) -> Iterator[Cal
 class Observer:
     """An independent MQTT client (plain paho) recording every message under a filter."""
 
-    def __init__(self, broker, topic: str = "#") -> None:
+    def __init__(self, broker, topic: str = "#", persistent: bool = False) -> None:
+        """`persistent`: a session the broker keeps (and queues QoS 1 messages for) across
+        disconnects and broker restarts, so the observer itself misses nothing."""
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"observer-{os.getpid()}-{id(self)}")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"observer-{os.getpid()}-{id(self)}",
+                                  clean_session=not persistent)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, 1)
         self.client.reconnect_delay_set(1, 2)
@@ -190,8 +193,8 @@ class Observer:
 def observe() -> Iterator[Callable[..., Observer]]:
     made: list[Observer] = []
 
-    def make(broker, topic: str = "#") -> Observer:
-        o = Observer(broker, topic)
+    def make(broker, topic: str = "#", persistent: bool = False) -> Observer:
+        o = Observer(broker, topic, persistent)
         made.append(o)
         return o
 
