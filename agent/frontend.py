@@ -591,34 +591,29 @@ def _wrap16(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _dc_tables(coef: int) -> tuple[list, list]:
-    """Lookup lists for the DC notch recursion, indexable with negative Python indices:
-    feedback[y] = round(coef * y / 2^15) (MLTK's ((p >> 14) + 1) >> 1) for int16 y and
-    wrap[s] = int16(s) for |s| < 2^16."""
+def _dc_feedback(coef: int) -> list:
+    """feedback[y] = MLTK's ((coef * y >> 14) + 1) >> 1 for int16 y, as a list laid out so that
+    Python's negative indices address it: feedback[y] is right for y in -32768..32767 and, because
+    the list has 65536 entries, also for any unwrapped y in -65536..65535 (it then reads the entry
+    of int16(y)), which lets the per-sample loop skip the int16 wrap."""
     ys = np.concatenate([np.arange(0, 32768), np.arange(-32768, 0)]).astype(np.int64)
-    fb = (((coef * ys) >> 14) + 1) >> 1
-    ss = np.concatenate([np.arange(0, 65536), np.arange(-65536, 0)]).astype(np.int64)
-    wr = ((ss + 32768) & 0xFFFF) - 32768
-    return fb.tolist(), wr.tolist()
+    return ((((coef * ys) >> 14) + 1) >> 1).tolist()
 
 
 def _dc_notch(x: np.ndarray, coef: int, prev_in: int, prev_out: int) -> tuple[np.ndarray, int, int]:
-    """y[n] = int16(x[n] - x[n-1] + round(coef * y[n-1] / 2^15)) over one stream."""
+    """MLTK's DC notch over one stream: y[n] = int16(x[n] - x[n-1] + round(coef * y[n-1] / 2^15)).
+    The recursion is nonlinear (rounding, wrap), so it runs per sample; returns (y, last x, last y)."""
     if len(x) == 0:
         return x.astype(np.int16), prev_in, prev_out
     xi = x.astype(np.int32)
     d = np.empty(len(xi), dtype=np.int32)
     d[0] = xi[0] - prev_in
-    d[1:] = xi[1:] - xi[:-1]
-    d = _wrap16(d)
-    fb, wr = _dc_tables(coef)
+    np.subtract(xi[1:], xi[:-1], out=d[1:])
+    fb = _dc_feedback(coef)
     y = prev_out
-    out = []
-    append = out.append
-    for di in d.tolist():
-        y = wr[di + fb[y]]
-        append(y)
-    return np.array(out, dtype=np.int16), int(xi[-1]), y
+    raw = [y := di + fb[y] for di in _wrap16(d).tolist()]
+    out = _wrap16(np.array(raw, dtype=np.int32)).astype(np.int16)
+    return out, int(xi[-1]), int(out[-1])
 
 
 def _dc_notch_batch(x: np.ndarray, coef: int) -> np.ndarray:
@@ -638,28 +633,27 @@ def _dc_notch_batch(x: np.ndarray, coef: int) -> np.ndarray:
 
 # ============================================================================ recursive stages
 def _nr_pcan_log(sig: np.ndarray, estimate: np.ndarray, t: _Tables) -> tuple[np.ndarray, np.ndarray]:
-    """Noise reduction (+PCAN) frame by frame over sig [..., frames, ch]; estimate [..., ch] is
-    updated in place. Returns uint16 log features [..., frames, ch]."""
+    """Noise reduction, PCAN and log over sig [..., frames, ch] (uint32 values in int64).
+    Only the noise estimate recursion runs frame by frame (vectorised over channels); the rest
+    is vectorised over frames too. `estimate` [..., ch] is updated in place."""
     if t.nr_enable and sig.shape[-2]:
         sb = t.smoothing_bits
-        sm = t.smoothing.astype(np.int64)
-        one_minus = (1 << _NOISE_REDUCTION_BITS) - sm
-        msr = t.min_signal_remaining
-        out = np.empty_like(sig)
+        up = (sig << sb) & _U32                                    # signal << smoothing_bits (uint32)
+        a = up * t.smoothing.astype(np.int64)
+        one_minus = (1 << _NOISE_REDUCTION_BITS) - t.smoothing.astype(np.int64)
+        est_all = np.empty_like(sig)
+        est = estimate
         for f in range(sig.shape[-2]):
-            s = sig[..., f, :]
-            up = (s << sb) & _U32
-            est = (up * sm + estimate * one_minus) >> _NOISE_REDUCTION_BITS
-            estimate[...] = est
-            floor = (s * msr) >> _NOISE_REDUCTION_BITS
-            sub = (up - np.minimum(est, up)) >> sb
-            o = np.maximum(sub, floor)
-            if t.pcan_enable:
-                gain = _wide_dynamic(est, t.gain_lut)
-                snr = ((o.astype(np.uint64) * gain.astype(np.uint64)) >> np.uint64(t.snr_shift)).astype(np.int64) & _U32
-                o = _pcan_shrink(snr)
-            out[..., f, :] = o
-        sig = out
+            est = (a[..., f, :] + est * one_minus) >> _NOISE_REDUCTION_BITS
+            est_all[..., f, :] = est
+        estimate[...] = est
+        floor = (sig * t.min_signal_remaining) >> _NOISE_REDUCTION_BITS
+        sub = (up - np.minimum(est_all, up)) >> sb
+        sig = np.maximum(sub, floor)
+        if t.pcan_enable:
+            gain = _wide_dynamic(est_all, t.gain_lut)
+            snr = ((sig.astype(np.uint64) * gain.astype(np.uint64)) >> np.uint64(t.snr_shift)).astype(np.int64) & _U32
+            sig = _pcan_shrink(snr)
     return _log_scale(sig, t), estimate
 
 
@@ -755,7 +749,10 @@ def compute_features_batch(clips: np.ndarray, settings: FrontendSettings) -> np.
         return np.zeros((b, 0 if length < t.size else (length - t.size) // t.step + 1, t.n_channels),
                         dtype=np.uint16)
     if t.dc_enable:
-        clips = _dc_notch_batch(clips, t.dc_coef)
+        if b >= 64:   # numpy across clips beats the per-clip Python loop for big batches
+            clips = _dc_notch_batch(clips, t.dc_coef)
+        else:
+            clips = np.stack([_dc_notch(c, t.dc_coef, 0, 0)[0] for c in clips])
     n = (length - t.size) // t.step + 1
     frames = np.lib.stride_tricks.sliding_window_view(clips, t.size, axis=1)[:, ::t.step][:, :n]
     sig = _windowed_spectrum(frames, t)
