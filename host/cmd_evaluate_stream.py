@@ -133,15 +133,18 @@ def run_evaluate_stream(model_spec: Path, positives: Optional[Path], background:
 
     plan = _plan(hours, snr_db, seed, gap_s, spacing_check, spacing_snr_db, tolerance_s, max_per_keyword,
                  background_dbfs)
+    if streams_dir is None:  # check the inputs before the (slower) model load
+        if positives is None or not background:
+            raise ConfigError("give --positives and --background (or --streams DIR of saved streams)")
+        all_clips = st.keyword_clips(positives)
+        bg_files = _backgrounds(background)
     m = KeywordModel.load(resolve_model(model_spec))
     rate = m.frontend.sample_rate_hz
     if streams_dir is not None:
         sset = se.stream_set_from_saved(st.load_streams(streams_dir, rate))
     else:
-        if positives is None or not background:
-            raise ConfigError("give --positives and --background (or --streams DIR of saved streams)")
-        clips = se.select_clips(st.keyword_clips(positives), m.classes, plan.max_per_keyword, seed)
-        pool = st.BackgroundPool(_backgrounds(background), rate)
+        clips = se.select_clips(all_clips, m.classes, plan.max_per_keyword, seed)
+        pool = st.BackgroundPool(bg_files, rate)
         plan = _with_rate(plan, rate)
         sset = se.build_stream_set(clips, pool, plan)
         if save_dir is not None:
@@ -208,12 +211,12 @@ def run_calibrate(model_spec: Path, background: List[str], output: Path, target:
     spec = cb.CalibrationSpec(target_fa_per_hour=target, scope=scope, tolerance_s=tolerance_s)
     spec.validate()
     plan = _plan(hours, snr_db, seed, "3-9", "", 10.0, tolerance_s, max_per_keyword, -38.0)
-    path = resolve_model(model_spec)
-    m = KeywordModel.load(path)
+    bg_files = _backgrounds(background)
+    all_clips = st.keyword_clips(positives) if positives is not None else []
+    m = KeywordModel.load(resolve_model(model_spec))
     plan = _with_rate(plan, m.frontend.sample_rate_hz)
-    pool = st.BackgroundPool(_backgrounds(background), m.frontend.sample_rate_hz)
-    clips = (se.select_clips(st.keyword_clips(positives), m.classes, plan.max_per_keyword, seed)
-             if positives is not None else [])
+    pool = st.BackgroundPool(bg_files, m.frontend.sample_rate_hz)
+    clips = se.select_clips(all_clips, m.classes, plan.max_per_keyword, seed) if all_clips else []
     if clips:
         sset = se.build_stream_set(clips, pool, plan)
     else:
