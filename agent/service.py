@@ -188,31 +188,6 @@ def journal_available(env: ServiceEnvironment, socket_path: str = JOURNAL_SOCKET
     return env.under_systemd and os.path.exists(socket_path)
 
 
-class JournalSink:
-    """Event sink that writes each detection to the journal with structured fields."""
-
-    def __init__(self) -> None:
-        from systemd import journal  # type: ignore[import-not-found]
-
-        self._send = journal.send
-
-    def emit(self, detection: "Detection") -> None:
-        fields = detection_journal_fields(detection)
-        message = fields.pop("MESSAGE")
-        self._send(message, **fields)
-
-    def close(self) -> None:
-        pass
-
-
-def log_detection(detection: "Detection") -> None:
-    """Write one detection to the journal (no-op when systemd-python is missing)."""
-    try:
-        JournalSink().emit(detection)
-    except ImportError:
-        pass
-
-
 def journal_handler(env: ServiceEnvironment, level: int = logging.INFO) -> Optional[logging.Handler]:
     """A logging handler sending records to the journal natively, or None outside systemd.
 

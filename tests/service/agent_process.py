@@ -162,6 +162,7 @@ class AgentProcess:
         return self.proc.wait(timeout)
 
     def close(self) -> None:
+        print(f"agent exit {self.proc.poll()}; stderr:", *self.stderr_lines[-30:], sep="\n")  # shown on failure
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
