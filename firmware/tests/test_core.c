@@ -340,7 +340,68 @@ static void test_board(void)
     }
 }
 
-int main(void)
+/* Shared parity vectors (tests/detect_vectors.txt, written from the Python detector). */
+static int parse_list(char *text, uint8_t *out, int max)
+{
+    int n = 0;
+    char *tok = strtok(text, ",");
+    while (tok && n < max) {
+        out[n++] = (uint8_t)atoi(tok);
+        tok = strtok(NULL, ",");
+    }
+    return n;
+}
+
+static void test_vectors(const char *path)
+{
+    static struct kw_detector d;
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int steps = 0, cases = 0, mismatches = 0;
+    CHECK(f != NULL);
+    if (!f) return;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "case ", 5) == 0) {
+            int n, window, suppression, min_count, threshold;
+            char ignore_s[128], tl_s[256];
+            uint8_t ignore[KW_MAX_CLASSES];
+            struct kw_params p;
+            memset(&p, 0, sizeof(p));
+            CHECK(sscanf(line + 5, "%d %d %d %d %d %127s %255s", &n, &window, &suppression, &min_count, &threshold,
+                         ignore_s, tl_s) == 7);
+            p.average_window_duration_ms = (uint16_t)window;
+            p.suppression_ms = (uint16_t)suppression;
+            p.minimum_count = (uint8_t)min_count;
+            p.detection_threshold = (uint8_t)threshold;
+            p.latency_ms = 100;
+            parse_list(ignore_s, ignore, KW_MAX_CLASSES);
+            if (strcmp(tl_s, "-") != 0) p.n_thresholds = (uint8_t)parse_list(tl_s, p.thresholds, KW_MAX_CLASSES);
+            CHECK(kw_detector_init_flags(&d, &p, ignore, (uint8_t)n) == 0);
+            cases++;
+        } else if (line[0] == 's' && line[1] == ' ') {
+            long long now;
+            char scores_s[512];
+            int cls, score, detected;
+            uint8_t scores[KW_MAX_CLASSES];
+            struct kw_detect_result r;
+            CHECK(sscanf(line + 2, "%lld %511s %d %d %d", &now, scores_s, &cls, &score, &detected) == 5);
+            parse_list(scores_s, scores, KW_MAX_CLASSES);
+            r = kw_detector_process(&d, (int64_t)now, scores);
+            if (r.class_index != cls || r.score != score || r.detected != detected) {
+                if (mismatches++ < 5)
+                    printf("vector mismatch at case %d t=%lld: C (%d,%d,%d) Python (%d,%d,%d)\n", cases, now,
+                           r.class_index, r.score, r.detected, cls, score, detected);
+            }
+            steps++;
+        }
+    }
+    fclose(f);
+    checks++;
+    if (mismatches) failures++;
+    printf("parity vectors: %d cases, %d steps, %d mismatches\n", cases, steps, mismatches);
+}
+
+int main(int argc, char **argv)
 {
     test_crc();
     test_cobs();
@@ -349,6 +410,7 @@ int main(void)
     test_ring();
     test_detector();
     test_board();
+    if (argc > 1) test_vectors(argv[1]);
     printf("%d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
 }
