@@ -428,17 +428,14 @@ def _complex_fft_q15(z: np.ndarray, plan: _FftPlan) -> np.ndarray:
         rot = z[:, :, 1:]
         rot *= tw[1:]                      # C_MUL by the twiddles (row 0 multiplies by 1)
         _round_q15_inplace(_fvec(rot))
-        _wrap16_inplace(_fvec(rot))
+        # Magnitudes: after the divide |x| <= 32767/p, a twiddle product <= sqrt(2) * 32767/p and the
+        # first sums stay inside int16; only the stage outputs can overflow, so only they are wrapped.
         out = np.empty_like(z)
         if p == 4:
             s5 = z[:, :, 0] - z[:, :, 2]
             f0 = z[:, :, 0] + z[:, :, 2]
             s3 = z[:, :, 1] + z[:, :, 3]
             s4 = z[:, :, 1] - z[:, :, 3]
-            _wrap16_inplace(_fvec(s5))
-            _wrap16_inplace(_fvec(f0))
-            _wrap16_inplace(_fvec(s3))
-            _wrap16_inplace(_fvec(s4))
             np.add(f0, s3, out=out[:, :, 0])
             np.subtract(f0, s3, out=out[:, :, 2])
             s4 *= 1j
@@ -487,8 +484,7 @@ def _spectrum_energy(fft_in: np.ndarray, t: "_Tables") -> np.ndarray:
     out = np.where(first, f1k + f2k, np.conj(f1k - f2k))               # HALF_OF(...) below
     v = _fvec(out)
     np.multiply(v, 0.5, out=v)
-    np.floor(v, out=v)
-    _wrap16_inplace(v)
+    np.floor(v, out=v)                 # half of a sum of two int16 values: always inside int16
     re, im = out.real, out.imag
     return re * re + im * im
 

@@ -62,3 +62,29 @@ def test_mfcc_matches_tf_signal(speech_stream, n_coefficients):
     got = mfcc_features(speech_stream, s)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+def _extreme_signals() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    n = np.arange(16000)
+    return {
+        "square_1k": np.where(np.sin(n * 2 * np.pi * 1000 / 16000) >= 0, 32767, -32768),
+        "square_130": np.where(np.sin(n * 2 * np.pi * 130 / 16000) >= 0, 32767, -32768),
+        "uniform_full_scale": rng.integers(-32768, 32768, 16000),
+        "dc_minimum": np.full(16000, -32768),
+        "impulses": np.where(n % 397 == 0, -32768, 0),
+        "nyquist": np.where(n % 2 == 0, 32767, -32768),
+        "tiny": rng.integers(-2, 3, 16000),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_extreme_signals()))
+def test_extreme_signals_match_tensorflow_microfrontend(name):
+    """Full-scale, clipped and near-silent inputs exercise the saturation/wrap corners."""
+    op = _microfrontend_op()
+    audio = _extreme_signals()[name].astype(np.int16)
+    s = FrontendSettings(window_size_ms=25, window_step_ms=10, filterbank_n_channels=40,
+                         noise_reduction_enable=True, pcan_enable=True)
+    want = op(tf.constant(audio), sample_rate=16000, window_size=25, window_step=10, num_channels=40,
+              enable_pcan=True, out_scale=1, out_type=tf.uint16).numpy()
+    np.testing.assert_array_equal(compute_features(audio, s), want)
