@@ -28,6 +28,7 @@ class FleetModels:
     base: Path          # v1, ~250 kB int8, 16 kHz microfrontend 49x32
     v2: Path            # same network, version "2" (different sha256)
     v3: Path
+    more: tuple[Path, ...]  # versions 4 and 5
     wrong_shape: Path   # fe.window_step_ms=10: 97 frames declared, the network takes 49
     wrong_rate: Path    # 8 kHz audio: this device delivers 16 kHz
     bad_classes: Path   # declares 3 classes, the network outputs 4: fails the self-test
@@ -39,6 +40,7 @@ def fleet_models(cache_dir: Path) -> FleetModels:
     base = build_model(d / "base.tflite")
     return FleetModels(
         base=base, v2=variant(base, d / "v2.tflite", version="2"), v3=variant(base, d / "v3.tflite", version="3"),
+        more=tuple(variant(base, d / f"v{v}.tflite", version=str(v)) for v in (4, 5)),
         wrong_shape=variant(base, d / "wrong_shape.tflite", version="ws", fe__window_step_ms=10),
         wrong_rate=variant(base, d / "wrong_rate.tflite", version="wr", fe__sample_rate_hz=8000,
                            fe__filterbank_upper_band_limit=3800.0),
