@@ -500,11 +500,24 @@ def _round_sqrt(n: np.ndarray) -> np.ndarray:
     return r + inc
 
 
+_BLOCK_FRAMES = 256   # frames per vectorised block: big enough to amortise numpy calls, cache-sized
+
+
 def _windowed_spectrum(frames: np.ndarray, t: "_Tables") -> np.ndarray:
     """Window -> block-scaled fixed-point FFT -> filterbank -> rounded sqrt, unscaled:
     int16 frames [..., size] -> uint32 values as int64 [..., channels]."""
     lead = frames.shape[:-1]
-    x = frames.reshape(-1, t.size).astype(np.int32)
+    flat = frames.reshape(-1, t.size)
+    if flat.shape[0] <= _BLOCK_FRAMES:
+        return _spectrum_block(flat, t).reshape(lead + (t.n_channels,))
+    out = np.empty((flat.shape[0], t.n_channels), dtype=np.int64)
+    for i in range(0, flat.shape[0], _BLOCK_FRAMES):
+        out[i:i + _BLOCK_FRAMES] = _spectrum_block(flat[i:i + _BLOCK_FRAMES], t)
+    return out.reshape(lead + (t.n_channels,))
+
+
+def _spectrum_block(frames: np.ndarray, t: "_Tables") -> np.ndarray:
+    x = frames.astype(np.int32)
     b = x.shape[0]
     w = (x * t.window) >> _WINDOW_BITS                                  # |w| <= 32768: int16 but -32768*4096
     w = (w << 16) >> 16
@@ -517,7 +530,7 @@ def _windowed_spectrum(frames: np.ndarray, t: "_Tables") -> np.ndarray:
     energy = _spectrum_energy(fft_in, t)
     work = t.filterbank.accumulate(energy)
     out = np.floor(_round_sqrt(work) * np.exp2(-shift.astype(np.float64))[:, None])
-    return out.astype(np.int64).reshape(lead + (t.n_channels,))
+    return out.astype(np.int64)
 
 
 def _msb_array(x: np.ndarray) -> np.ndarray:
