@@ -23,7 +23,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .errors import ParamsError
+from .errors import AudioError, ParamsError
 from .settings import FrontendSettings
 
 __all__ = [
@@ -620,8 +620,8 @@ def _dc_notch(x: np.ndarray, coef: int, prev_in: int, prev_out: int) -> tuple[np
     np.subtract(xi[1:], xi[:-1], out=d[1:])
     fb = _dc_feedback(coef)
     y = prev_out
-    raw = [y := di + fb[y] for di in _wrap16(d).tolist()]
-    out = _wrap16(np.array(raw, dtype=np.int32)).astype(np.int16)
+    raw = np.fromiter((y := di + fb[y] for di in _wrap16(d).tolist()), dtype=np.int32, count=len(d))
+    out = _wrap16(raw).astype(np.int16)
     return out, int(xi[-1]), int(out[-1])
 
 
@@ -708,12 +708,8 @@ class Frontend:
         self._estimate = np.zeros(t.n_channels, dtype=np.int64)
 
     def process(self, samples: np.ndarray) -> np.ndarray:
-        """Consume int16 samples; return the feature frames completed by them."""
-        x = np.asarray(samples)
-        if x.ndim != 1:
-            x = x.reshape(-1)
-        if x.dtype != np.int16:
-            x = x.astype(np.int16)
+        """Consume int16 samples (mono, any count); return the feature frames completed by them."""
+        x = _as_int16_mono(samples)
         if self._mfcc is not None:
             return self._mfcc.process(x)
         t = self._tables
@@ -734,11 +730,27 @@ class Frontend:
         """Nothing to release; present for the engine contract."""
 
 
+def _as_int16_mono(samples: np.ndarray) -> np.ndarray:
+    """The samples as a 1-D int16 array; `AudioError` for float, out-of-range or multi-channel data."""
+    x = np.asarray(samples)
+    if x.ndim > 1:
+        if x.ndim == 2 and 1 in x.shape:
+            x = x.reshape(-1)
+        else:
+            raise AudioError(f"the frontend needs mono samples, got an array of shape {x.shape}")
+    if x.dtype == np.int16:
+        return x
+    if not np.issubdtype(x.dtype, np.integer):
+        raise AudioError(f"the frontend needs int16 samples, got {x.dtype}")
+    if x.size and (x.min() < -32768 or x.max() > 32767):
+        raise AudioError(f"sample values outside int16 ({int(x.min())}..{int(x.max())})")
+    return x.astype(np.int16)
+
+
 def compute_features(samples: np.ndarray, settings: FrontendSettings) -> np.ndarray:
     """Features of one whole clip from a fresh frontend: [frames, channels]
     (uint16, or float32 for MFCC). frames = (len - window) // step + 1."""
-    fe = Frontend(settings)
-    return fe.process(np.asarray(samples).reshape(-1))
+    return Frontend(settings).process(samples)
 
 
 def compute_features_batch(clips: np.ndarray, settings: FrontendSettings) -> np.ndarray:
@@ -746,9 +758,9 @@ def compute_features_batch(clips: np.ndarray, settings: FrontendSettings) -> np.
     [n, frames, channels]. Vectorised over clips (for training feature extraction)."""
     clips = np.asarray(clips)
     if clips.ndim != 2:
-        raise ValueError("compute_features_batch expects a [clips, samples] array")
+        raise AudioError(f"compute_features_batch needs a [clips, samples] array, got shape {clips.shape}")
     if clips.dtype != np.int16:
-        clips = clips.astype(np.int16)
+        clips = _as_int16_mono(clips.reshape(-1)).reshape(clips.shape)
     if settings.frontend_type == "mfcc":
         from .mfcc import mfcc_features
         return mfcc_features(clips, settings)

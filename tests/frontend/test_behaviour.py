@@ -112,3 +112,22 @@ def test_valid_settings_pass_validation():
     for s in (ON_OFF_V3, MICRO_SPEECH, MFCC, FrontendSettings(), FrontendSettings(sample_rate_hz=8000,
                                                                                   filterbank_upper_band_limit=3900.0)):
         validate_settings(s)
+
+
+@pytest.mark.parametrize("bad,needle", [
+    (np.zeros(100, np.float32), "float32"),
+    (np.zeros((100, 2), np.int16), "mono"),
+    (np.array([0, 40000], np.int32), "outside int16"),
+])
+def test_bad_samples_raise_audio_error(bad, needle):
+    from keywire.agent.errors import AudioError
+    with pytest.raises(AudioError, match=needle):
+        Frontend(ON_OFF_V3).process(bad)
+    with pytest.raises(AudioError):
+        compute_features(bad, MICRO_SPEECH)
+
+
+def test_other_integer_and_column_inputs_are_accepted(speech_stream):
+    want = compute_features(speech_stream, ON_OFF_V3)
+    np.testing.assert_array_equal(compute_features(speech_stream.astype(np.int32), ON_OFF_V3), want)
+    np.testing.assert_array_equal(compute_features(speech_stream[:, None], ON_OFF_V3), want)
