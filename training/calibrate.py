@@ -37,7 +37,7 @@ class CalibrationSpec:
 
     target_fa_per_hour: float = 0.5
     scope: str = "keyword"  # "keyword": each keyword within the target; "total": all keywords together
-    windows_ms: tuple[int, ...] = (500, 750, 1000, 1500)
+    windows_ms: tuple[int, ...] = (300, 500, 750, 1000, 1500)  # the model's own is always tried too
     minimum_counts: tuple[int, ...] = (1, 2, 3, 5)
     tolerance_s: float = DEFAULT_TOLERANCE_S
     max_fix_rounds: int = 40
@@ -112,7 +112,10 @@ def calibrate(traces: Sequence[ScoreTrace], classes: Sequence[str], base: Detect
     budget = spec.target_fa_per_hour / (len(keywords) if spec.scope == "total" else 1)
     period = max(1, base.latency_ms)
     if have_pos:
-        grid = [(w, m) for w in spec.windows_ms for m in spec.minimum_counts
+        # windows that fit MLTK's 50-result ring at the model's inference period
+        windows = sorted(set(spec.windows_ms) | {base.average_window_duration_ms})
+        counts = sorted(set(spec.minimum_counts) | {base.minimum_count})
+        grid = [(w, m) for w in windows for m in counts
                 if w // period + 1 < MAX_RESULTS and m <= w // period + 1]
     else:
         grid = [(base.average_window_duration_ms, base.minimum_count)]
