@@ -425,9 +425,10 @@ def _complex_fft_q15(z: np.ndarray, plan: _FftPlan) -> np.ndarray:
         z = z.reshape(b, fstride, p, m)
         # C_FIXDIV(x, p): x * (32767 / p) rounded back to Q15 (p is 2 or 4: an exact float factor)
         _round_q15_inplace(_fvec(z), (32767 // p) * _Q15)
-        rot = z[:, :, 1:]
-        rot *= tw[1:]                      # C_MUL by the twiddles (row 0 multiplies by 1)
-        _round_q15_inplace(_fvec(rot))
+        if m > 1:  # with m == 1 every twiddle is (32767, 0), an exact identity for |x| <= 16384
+            rot = z[:, :, 1:]
+            rot *= tw[1:]                  # C_MUL by the twiddles (row 0 multiplies by 1)
+            _round_q15_inplace(_fvec(rot))
         # Magnitudes: after the divide |x| <= 32767/p, a twiddle product <= sqrt(2) * 32767/p and the
         # first sums stay inside int16; only the stage outputs can overflow, so only they are wrapped.
         out = np.empty_like(z)
