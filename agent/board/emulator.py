@@ -78,6 +78,8 @@ class EmulatorStats:
     disconnects: int = 0
     models_activated: int = 0
     models_rejected: int = 0
+    red_on: int = 0                  # times the red LED was switched on (detections)
+    green_on: int = 0                # times the green LED was switched on (audio activity)
     board: dict = field(default_factory=dict)
 
 
@@ -163,6 +165,8 @@ class BoardEmulator(BoardHal):
         return int((time.monotonic() - self._boot_t) * 1000)
 
     def led_set(self, red: bool, green: bool) -> None:
+        self.stats.red_on += int(red and not self.leds[0])
+        self.stats.green_on += int(green and not self.leds[1])
         self.leds = (red, green)
 
     def flash_erase(self, size: int) -> bool:
@@ -219,7 +223,7 @@ class BoardEmulator(BoardHal):
             self.stats.board = self._board.stats()
         self._boot_t = time.monotonic()
         self._token_t = self._boot_t
-        self._tokens = 0.0
+        self._tokens = 4096.0  # an idle UART: its transmit buffer is empty
         self._board = CBoard(self, self.config.board_id, self._rng.getrandbits(32), self.config.flash_capacity)
         self._spotter = None
         self._install_model()

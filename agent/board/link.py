@@ -409,8 +409,9 @@ class BoardLink:
         elif isinstance(msg, m.DetectionMsg):
             self._on_detection(msg)
         elif isinstance(msg, m.Ping):
-            if type(msg) is m.Ping:
-                self._send(m.Pong(msg.token))
+            self._send(m.Pong(msg.token, 0))
+        elif isinstance(msg, m.Pong):
+            self._check_boot(msg.boot_id, now)
         elif isinstance(msg, m.Leds):
             self.board_leds = (msg.red, msg.green)
         elif isinstance(msg, m.Error):
@@ -432,7 +433,6 @@ class BoardLink:
             if previous is not None:
                 self.stats.board_resets += 1
                 log.warning("board %s restarted (boot id %08x)", h.board_id, h.boot_id)
-            self._seen.clear()
             self._expected_frame = None
             self._configured_boot = None
             log.info("board %s firmware %s, model %r, capabilities 0x%02x", h.board_id, h.firmware,
@@ -464,12 +464,23 @@ class BoardLink:
             self._configuring = None
             self._connected_cv.notify_all()
 
+    def _check_boot(self, boot_id: int, now: float) -> bool:
+        """False (and a GET_INFO) when `boot_id` is not the board we know: it was reset and its
+        HELLO was lost, or we have not heard its HELLO yet."""
+        h = self.hello
+        if h is not None and (boot_id == h.boot_id or boot_id == 0):
+            return True
+        if now - self._last_info >= 0.2:
+            self._last_info = now
+            self._send(m.GetInfo())
+        return False
+
     def _on_detection(self, d: m.DetectionMsg) -> None:
         hello = self.hello
-        if hello is None:
-            return  # boot id unknown yet: not acknowledged, so the board sends it again
+        if hello is None or not self._check_boot(d.boot_id, time.monotonic()):
+            return  # not acknowledged: the board sends it again once we know its boot
         self._send(m.DetectionAck(d.event_id))
-        key = (hello.boot_id, d.event_id)
+        key = (d.boot_id, d.event_id)
         if key in self._seen:
             self.stats.duplicates += 1
             return

@@ -197,8 +197,17 @@ class Ping(Message):
 
 
 @dataclass(frozen=True)
-class Pong(Ping):
+class Pong(Message):
     TYPE: ClassVar[int] = 0x04
+    token: int = 0
+    boot_id: int = 0              # the answering board's boot id (0 from the agent)
+
+    def payload(self) -> bytes:
+        return struct.pack("<II", self.token, self.boot_id)
+
+    @classmethod
+    def parse(cls, r: _Reader) -> "Pong":
+        return cls(*r.take("<II"))
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,7 @@ class Audio(Message):
 @dataclass(frozen=True)
 class DetectionMsg(Message):
     TYPE: ClassVar[int] = 0x11
+    boot_id: int = 0
     event_id: int = 0
     time_ms: int = 0
     class_index: int = 0
@@ -229,12 +239,13 @@ class DetectionMsg(Message):
     label: str = ""
 
     def payload(self) -> bytes:
-        return struct.pack("<IIBB", self.event_id, self.time_ms, self.class_index, self.score) + _str(self.label, 31)
+        return (struct.pack("<IIIBB", self.boot_id, self.event_id, self.time_ms, self.class_index, self.score)
+                + _str(self.label, 31))
 
     @classmethod
     def parse(cls, r: _Reader) -> "DetectionMsg":
-        event_id, t, c, s = r.take("<IIBB")
-        return cls(event_id, t, c, s, r.str())
+        boot_id, event_id, t, c, s = r.take("<IIIBB")
+        return cls(boot_id, event_id, t, c, s, r.str())
 
 
 @dataclass(frozen=True)

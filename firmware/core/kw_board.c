@@ -155,6 +155,7 @@ struct kw_detect_result kw_board_scores(struct kw_board *b, const uint8_t *score
         struct kw_detection d;
         unsigned i;
         memset(&d, 0, sizeof(d));
+        d.boot_id = b->cfg.boot_id;
         d.event_id = b->next_event_id++;
         d.time_ms = t;
         d.class_index = (uint8_t)r.class_index;
@@ -337,7 +338,13 @@ static void dispatch(struct kw_board *b, const struct kw_frame *f)
         break;
     case KW_MSG_PING:
         if (f->len != 4) { b->stats.rx_bad_length++; send_error(b, KW_ERR_BAD_LENGTH, f->type, f->seq, "bad PING"); break; }
-        kw_board_send(b, KW_MSG_PONG, f->payload, 4);
+    {
+        uint8_t pong[8];
+        memcpy(pong, f->payload, 4); /* token, then our boot id so the agent notices a reset */
+        pong[4] = (uint8_t)b->cfg.boot_id; pong[5] = (uint8_t)(b->cfg.boot_id >> 8);
+        pong[6] = (uint8_t)(b->cfg.boot_id >> 16); pong[7] = (uint8_t)(b->cfg.boot_id >> 24);
+        kw_board_send(b, KW_MSG_PONG, pong, 8);
+    }
         break;
     case KW_MSG_PONG:
         break;

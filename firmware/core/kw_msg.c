@@ -131,6 +131,7 @@ size_t kw_detection_encode(const struct kw_detection *m, uint8_t *buf, size_t ca
 {
     struct kw_writer w;
     kw_writer_init(&w, buf, cap);
+    kw_put_u32(&w, m->boot_id);
     kw_put_u32(&w, m->event_id);
     kw_put_u32(&w, m->time_ms);
     kw_put_u8(&w, m->class_index);
@@ -143,6 +144,7 @@ int kw_detection_decode(const uint8_t *buf, size_t len, struct kw_detection *m)
 {
     struct kw_reader r;
     kw_reader_init(&r, buf, len);
+    m->boot_id = kw_get_u32(&r);
     m->event_id = kw_get_u32(&r);
     m->time_ms = kw_get_u32(&r);
     m->class_index = kw_get_u8(&r);

@@ -49,6 +49,7 @@ struct kw_hello {
 };
 
 struct kw_detection {
+    uint32_t boot_id;     /* the board's boot id: (boot_id, event_id) names a detection */
     uint32_t event_id;
     uint32_t time_ms;
     uint8_t class_index;

@@ -18,9 +18,9 @@ enum kw_msg_type {
     KW_MSG_HELLO = 0x01,        /* board -> agent: identity, firmware version, capabilities */
     KW_MSG_GET_INFO = 0x02,     /* agent -> board: ask for a HELLO */
     KW_MSG_PING = 0x03,         /* either way: u32 token */
-    KW_MSG_PONG = 0x04,         /* answer to PING, same token */
+    KW_MSG_PONG = 0x04,         /* answer to PING: same token, u32 boot_id of the answering board (0: agent) */
     KW_MSG_AUDIO = 0x10,        /* board -> agent: u32 frame_index, u16 n, int16[n] */
-    KW_MSG_DETECTION = 0x11,    /* board -> agent: u32 event_id, u32 time_ms, u8 class, u8 score, label */
+    KW_MSG_DETECTION = 0x11,    /* board -> agent: u32 boot_id, u32 event_id, u32 time_ms, u8 class, u8 score, label */
     KW_MSG_DETECTION_ACK = 0x12,/* agent -> board: u32 event_id */
     KW_MSG_SCORES = 0x13,       /* board -> agent: u32 time_ms, u8 n, u8 scores[n] (averaged) */
     KW_MSG_LED = 0x20,          /* agent -> board sets; board -> agent reports: u8 red, u8 green */

@@ -127,12 +127,12 @@ static void test_messages(void)
     CHECK(kw_hello_decode(buf, n - 1, &h2) != 0);
 
     memset(&dt, 0, sizeof(dt));
-    dt.event_id = 42; dt.time_ms = 123456; dt.class_index = 1; dt.score = 201;
+    dt.boot_id = 0xB007; dt.event_id = 42; dt.time_ms = 123456; dt.class_index = 1; dt.score = 201;
     strcpy(dt.label, "off");
     n = kw_detection_encode(&dt, buf, sizeof(buf));
-    CHECK(n == 14);
-    CHECK(kw_detection_decode(buf, n, &dt2) == 0 && dt2.event_id == 42 && dt2.score == 201 && strcmp(dt2.label, "off") == 0);
-    buf[10] = 200; /* label length beyond the payload */
+    CHECK(n == 18);
+    CHECK(kw_detection_decode(buf, n, &dt2) == 0 && dt2.boot_id == 0xB007 && dt2.event_id == 42 && dt2.score == 201 && strcmp(dt2.label, "off") == 0);
+    buf[14] = 200; /* label length beyond the payload */
     CHECK(kw_detection_decode(buf, n, &dt2) != 0);
 
     memset(&p, 0, sizeof(p));

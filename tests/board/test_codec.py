@@ -90,8 +90,8 @@ SAMPLES = np.arange(-160, 160, dtype="<i2").tobytes()
 
 MESSAGES = [
     m.Hello(1, (0, 1, 2), 0x1F, 0xDEADBEEF, 512 * 1024, 16000, m.Mode.STREAM, "brd2601-42", "on_off", 12345, 0xC0FFEE),
-    m.GetInfo(), m.Ping(7), m.Pong(0xFFFFFFFF), m.Audio(41, SAMPLES),
-    m.DetectionMsg(3, 123456, 1, 201, "off"), m.DetectionAck(3), m.Scores(99, (1, 2, 250)),
+    m.GetInfo(), m.Ping(7), m.Pong(0xFFFFFFFF, 0xB007), m.Audio(41, SAMPLES),
+    m.DetectionMsg(0xB007, 3, 123456, 1, 201, "off"), m.DetectionAck(3), m.Scores(99, (1, 2, 250)),
     m.Leds(True, False), m.SetParams(1000, 1500, 100, 185, 3, (200, 210, 255)), m.SetMode(m.Mode.DETECT, 5),
     m.Ack(0x21, 65535, m.Status.BAD_PARAMS), m.ModelBegin(10000, 0x12345678), m.ModelChunk(1016, b"\x00\x01" * 500),
     m.ModelEnd(10000, 0x12345678), m.ModelAck(m.Stage.CHUNK, m.Status.OK, 2032), m.Log(30, "low battery"),
@@ -109,7 +109,7 @@ def test_every_message_round_trips(msg):
 
 
 def test_bad_payloads_are_protocol_errors():
-    good = m.DetectionMsg(1, 2, 0, 200, "yes").payload()
+    good = m.DetectionMsg(9, 1, 2, 0, 200, "yes").payload()
     for payload in (good[:-1], good + b"x", b""):
         with pytest.raises(m.ProtocolError):
             m.DetectionMsg.from_payload(payload)
