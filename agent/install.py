@@ -279,8 +279,78 @@ def _staged(root: Path, absolute: str) -> Path:
     return root / absolute.lstrip("/")
 
 
+def _interpreter(script: str) -> str:
+    """The `#!` interpreter of a script ('' for a binary or an unreadable file)."""
+    try:
+        with open(script, "rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return ""
+    if not first.startswith(b"#!"):
+        return ""
+    parts = first[2:].decode(errors="replace").split()
+    return parts[0] if parts else ""
+
+
+def service_paths(exec_path: str) -> list[str]:
+    """The agent script, its interpreter and where their symlinks lead: all must be reachable."""
+    paths = [exec_path, os.path.realpath(exec_path)]
+    interp = _interpreter(exec_path)
+    if interp:
+        paths += [interp, os.path.realpath(interp)]
+    return list(dict.fromkeys(paths))
+
+
+def _ids(user: str, groups: Sequence[str]) -> Tuple[int, set]:
+    """uid (-1 for a user still to be created) and the gids the service will hold."""
+    gids = set()
+    for name in groups:
+        try:
+            gids.add(grp.getgrnam(name).gr_gid)
+        except KeyError:
+            pass
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return -1, gids
+    gids.add(pw.pw_gid)
+    gids.update(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)
+    return pw.pw_uid, gids
+
+
+def _allowed(st: os.stat_result, uid: int, gids: set, bits: int) -> bool:
+    """Whether `uid`/`gids` have all of `bits` (as 'other' bits: 1 = x, 4 = r) on a file."""
+    if uid == 0:
+        return True
+    if uid == st.st_uid:
+        return (st.st_mode >> 6) & bits == bits
+    if st.st_gid in gids:
+        return (st.st_mode >> 3) & bits == bits
+    return st.st_mode & bits == bits
+
+
+def unreachable(path: str, uid: int, gids: set, bits: int = 1) -> str:
+    """The first directory (or the file) on `path` that the service user cannot use; '' if none."""
+    real = Path(os.path.realpath(path))
+    for d in list(reversed(real.parents)):
+        try:
+            if not _allowed(d.stat(), uid, gids, 1):
+                return f"{d} (mode {d.stat().st_mode & 0o777:04o})"
+        except OSError:
+            return f"{d} (missing)"
+    try:
+        st = real.stat()
+    except OSError:
+        return f"{real} (missing)"
+    return "" if _allowed(st, uid, gids, bits) else f"{real} (mode {st.st_mode & 0o777:04o})"
+
+
 def unit_options_for(req: InstallRequest) -> UnitOptions:
-    """Resolve the request against this machine: executable, user's group, groups that exist."""
+    """Resolve the request against this machine: executable, user's group, groups that exist.
+
+    Refuses an agent the service user could not run (e.g. a Python under a private /root),
+    because systemd would only report `status=203/EXEC` at every start.
+    """
     exec_path = req.exec_path or default_exec_path()
     if not os.path.isabs(exec_path) or not os.path.isabs(req.config_path):
         raise ServiceInstallError("the agent executable and --config must be absolute paths")
@@ -288,14 +358,23 @@ def unit_options_for(req: InstallRequest) -> UnitOptions:
         raise ServiceInstallError(f"--config {req.config_path} is under a home directory, which the "
                                   "service cannot write or rely on; use /etc/keywire/")
     _, group = _user_group(req.user)
+    groups = _groups_present(WANTED_GROUPS)
+    uid, gids = _ids(req.user, groups)
+    paths = service_paths(exec_path)
+    for path in paths:
+        blocked = unreachable(path, uid, gids, bits=5 if path == paths[0] else 1)
+        if blocked:
+            raise ServiceInstallError(
+                f"user {req.user} cannot run {exec_path}: {blocked} is in the way of {path}; "
+                "install keywire where the service can read it, e.g. a venv under /opt/keywire")
     return UnitOptions(
         exec_path=exec_path,
         config_path=req.config_path,
         user=req.user,
         group=group,
-        supplementary_groups=_groups_present(WANTED_GROUPS),
-        # A virtualenv under /home must stay readable; the service still cannot write there.
-        protect_home="read-only" if exec_path.startswith(HOME_PREFIXES) else "yes",
+        supplementary_groups=groups,
+        # An agent (or its Python) under /home must stay readable; the service still cannot write there.
+        protect_home="read-only" if any(p.startswith(HOME_PREFIXES) for p in paths) else "yes",
     )
 
 

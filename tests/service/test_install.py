@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import grp
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,9 @@ from keywire.agent.install import WANTED_GROUPS
 from ..fixtures.paths import REPO
 
 AGENT = REPO / ".venv" / "bin" / "keywire-agent"
+# An executable any account may run: this checkout's venv can sit behind a private /root,
+# which install-service rightly refuses for an unprivileged service user.
+PUBLIC_EXEC = "/bin/true"
 
 
 def agent_cmd() -> list[str]:
@@ -24,6 +29,8 @@ def agent_cmd() -> list[str]:
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
+    if args[0] == "install-service" and "--exec" not in args:
+        args = (*args, "--exec", PUBLIC_EXEC)
     return subprocess.run(agent_cmd() + list(args), capture_output=True, text=True, timeout=60)
 
 
@@ -31,7 +38,7 @@ def test_install_writes_unit_user_and_default_config(tmp_path: Path):
     res = run("install-service", "--root", str(tmp_path), "--user", "kw-no-such-user")
     assert res.returncode == 0, res.stderr
     unit = (tmp_path / "etc/systemd/system/keywire-agent.service").read_text()
-    assert f"ExecStart={AGENT} run --config /etc/keywire/agent.toml" in unit.splitlines()
+    assert f"ExecStart={PUBLIC_EXEC} run --config /etc/keywire/agent.toml" in unit.splitlines()
     assert "User=kw-no-such-user" in unit.splitlines() and "Group=kw-no-such-user" in unit.splitlines()
     present = [g for g in WANTED_GROUPS if _group_exists(g)]
     groups_line = next(line for line in unit.splitlines() if "upplementaryGroups" in line)
@@ -77,14 +84,47 @@ def test_reinstall_keeps_an_edited_config(tmp_path: Path):
 def test_custom_config_path_goes_into_execstart(tmp_path: Path):
     assert run("install-service", "--root", str(tmp_path), "--config", "/etc/keywire/kitchen.toml").returncode == 0
     unit = (tmp_path / "etc/systemd/system/keywire-agent.service").read_text()
-    assert f"ExecStart={AGENT} run --config /etc/keywire/kitchen.toml" in unit.splitlines()
+    assert f"ExecStart={PUBLIC_EXEC} run --config /etc/keywire/kitchen.toml" in unit.splitlines()
     assert (tmp_path / "etc/keywire/kitchen.toml").exists()
 
 
 def test_agent_under_home_keeps_home_readable(tmp_path: Path):
-    res = run("install-service", "--print-unit", "--exec", "/home/pi/venv/bin/keywire-agent")
-    assert res.returncode == 0
+    # A venv under /home, made in a private mount namespace so the real /home is untouched.
+    if shutil.which("unshare") is None or not Path("/home").is_dir():
+        pytest.skip("needs unshare and a /home directory")
+    script = ("mount -t tmpfs -o mode=0755 tmpfs /home && mkdir -p /home/pi/venv/bin && "
+              "printf '#!/bin/sh\\n' > /home/pi/venv/bin/keywire-agent && chmod 755 /home/pi/venv/bin/keywire-agent && "
+              'exec "$@"')
+    res = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", *agent_cmd(), "install-service",
+                          "--print-unit", "--user", "nobody", "--exec", "/home/pi/venv/bin/keywire-agent"],
+                         capture_output=True, text=True, timeout=60)
+    if res.returncode != 0 and "mount" in res.stderr:
+        pytest.skip(f"no private mount namespace here: {res.stderr.strip()}")
+    assert res.returncode == 0, res.stderr
     assert "ProtectHome=read-only" in res.stdout.splitlines()
+    assert "ExecStart=/home/pi/venv/bin/keywire-agent run --config /etc/keywire/agent.toml" in res.stdout.splitlines()
+
+
+def test_agent_the_service_user_cannot_reach_is_refused(tmp_path: Path, request):
+    base = Path(tempfile.mkdtemp(prefix="kw-reach-", dir="/tmp"))  # pytest's own tmp root is private
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    base.chmod(0o755)
+    private = base / "private"
+    private.mkdir(mode=0o700)
+    script = private / "keywire-agent"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    res = run("install-service", "--root", str(tmp_path / "root"), "--user", "nobody", "--exec", str(script))
+    assert res.returncode == 5
+    assert f"{private} (mode 0700)" in res.stderr and res.stderr.count("\n") == 1
+    assert not (tmp_path / "root").exists()
+    # The agent's interpreter is checked too, through its symlinks.
+    os.symlink(script, base / "python3")
+    wrapper = base / "agent"
+    wrapper.write_text(f"#!{base / 'python3'}\n")
+    wrapper.chmod(0o755)
+    res = run("install-service", "--print-unit", "--user", "nobody", "--exec", str(wrapper))
+    assert res.returncode == 5 and f"{private} (mode 0700)" in res.stderr
 
 
 def test_config_under_home_is_refused(tmp_path: Path):

@@ -84,9 +84,16 @@ def test_bare_notify_unit_scores_unsafe(tmp_path: Path):
 
 
 @needs_analyze
-def test_installed_unit_verifies_and_scores_ok(tmp_path: Path):
-    install_service(InstallRequest(root=str(tmp_path), exec_path=str(_agent_exec())))
-    unit = tmp_path / "etc/systemd/system/keywire-agent.service"
-    res = _verify(unit)
+def test_installed_unit_verifies_clean(tmp_path: Path):
+    # As root: this checkout's Python may sit behind a private /root that other users cannot reach.
+    install_service(InstallRequest(root=str(tmp_path), exec_path=str(_agent_exec()), user="root"))
+    res = _verify(tmp_path / "etc/systemd/system/keywire-agent.service")
     assert res.stderr == "" and res.returncode == 0, res.stderr
+
+
+@needs_analyze
+def test_installed_unit_for_a_new_user_scores_ok(tmp_path: Path):
+    install_service(InstallRequest(root=str(tmp_path), exec_path="/bin/true", user="kw-no-such-user"))
+    unit = tmp_path / "etc/systemd/system/keywire-agent.service"
+    assert _verify(unit).stderr == ""
     assert exposure(unit) <= 1.5
