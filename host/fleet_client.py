@@ -38,7 +38,7 @@ class FleetClient:
 
     def connect(self, timeout: float = 10.0) -> "FleetClient":
         self.link.start()
-        if not self.link.wait_connected(timeout):
+        if not self.link.wait_connected(timeout, fail_fast=True):
             self.link.close()
             raise FleetError(f"cannot connect to the broker at {self.link.settings.url}"
                              + (f" ({self.link.last_error})" if self.link.last_error else ""))

@@ -93,6 +93,7 @@ class MqttLink:
         self.connects = 0
         self.last_error = ""
         self._connected = threading.Event()
+        self._attempted = threading.Event()  # a first connection attempt finished (either way)
         v5 = settings.protocol == "5"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
                                   protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -133,7 +134,11 @@ class MqttLink:
         self.client.loop_start()
         return self
 
-    def wait_connected(self, timeout: float) -> bool:
+    def wait_connected(self, timeout: float, fail_fast: bool = False) -> bool:
+        """True once connected; with `fail_fast`, False as soon as one attempt failed."""
+        if fail_fast:
+            self._attempted.wait(timeout)
+            return self._connected.wait(0.05 if not self._connected.is_set() else 0)
         return self._connected.wait(timeout)
 
     @property
@@ -170,10 +175,12 @@ class MqttLink:
             self.last_error = f"broker refused the connection: {reason_code}"
             log.warning("%s", self.last_error)
             self.state = LinkState.DISCONNECTED
+            self._attempted.set()
             return
         self.state = LinkState.CONNECTED
         self.connects += 1
         self._connected.set()
+        self._attempted.set()
         log.info("connected to %s:%d (%s)", self._host, self._port, "reconnect" if self.connects > 1 else "first")
         if self._on_connect:
             try:
@@ -189,7 +196,8 @@ class MqttLink:
             log.warning("MQTT %s; reconnecting with backoff", self.last_error)
 
     def _handle_connect_fail(self, client, userdata) -> None:
-        self.last_error = "cannot connect to the broker"
+        self.last_error = "connection failed"
+        self._attempted.set()
         if self.state is not LinkState.CLOSED:
             self.state = LinkState.DISCONNECTED
 

@@ -145,13 +145,16 @@ def start_agent(tmp_path: Path, fleet_models: FleetModels, keys) -> Iterator[Cal
 class Observer:
     """An independent MQTT client (plain paho) recording every message under a filter."""
 
-    def __init__(self, broker, topic: str = "#", persistent: bool = False) -> None:
+    def __init__(self, broker, topic: str = "#", persistent: bool = False, username: str = "",
+                 password: str = "") -> None:
         """`persistent`: a session the broker keeps (and queues QoS 1 messages for) across
         disconnects and broker restarts, so the observer itself misses nothing."""
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"observer-{os.getpid()}-{id(self)}",
                                   clean_session=not persistent)
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, 1)
         self.client.reconnect_delay_set(1, 2)
@@ -195,8 +198,8 @@ class Observer:
 def observe() -> Iterator[Callable[..., Observer]]:
     made: list[Observer] = []
 
-    def make(broker, topic: str = "#", persistent: bool = False) -> Observer:
-        o = Observer(broker, topic, persistent)
+    def make(broker, topic: str = "#", persistent: bool = False, **login: str) -> Observer:
+        o = Observer(broker, topic, persistent, **login)
         made.append(o)
         return o
 

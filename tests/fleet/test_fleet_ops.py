@@ -83,7 +83,7 @@ def test_status_watch_keys_telemetry_discovery_mqtt5(broker, start_agent, observ
     online(obs)
     late = observe(broker, "homeassistant/#")  # subscribes afterwards, like Home Assistant starting later
     cfg = late.wait_for(lambda: next((json.loads(p) for t, p, retain in late.messages
-                                      if t == "homeassistant/event/keywire_t_dev1/keyword/config" and retain), None),
+                                      if t == "homeassistant/event/dev1/keyword/config" and retain), None),
                         what="retained Home Assistant discovery config")
     assert cfg["event_types"] == ["yes", "no", "_unknown_", "_silence_"]
     assert cfg["state_topic"] == T.device("dev1").event and cfg["unique_id"] == "keywire_t_dev1_keyword"
