@@ -520,8 +520,7 @@ def _windowed_spectrum(frames: np.ndarray, t: "_Tables") -> np.ndarray:
 def _spectrum_block(frames: np.ndarray, t: "_Tables") -> np.ndarray:
     x = frames.astype(np.int32)
     b = x.shape[0]
-    w = (x * t.window) >> _WINDOW_BITS                                  # |w| <= 32768: int16 but -32768*4096
-    w = (w << 16) >> 16
+    w = (x * t.window) >> _WINDOW_BITS          # coefficients <= 4096: always inside int16, no wrap
     a = np.abs(w)
     a[a > 32767] = 0                                                    # int16 abs(-32768) wraps negative
     max_abs = a.max(axis=1) if b else np.zeros(0, np.int32)

@@ -88,3 +88,27 @@ def test_extreme_signals_match_tensorflow_microfrontend(name):
     want = op(tf.constant(audio), sample_rate=16000, window_size=25, window_step=10, num_channels=40,
               enable_pcan=True, out_scale=1, out_type=tf.uint16).numpy()
     np.testing.assert_array_equal(compute_features(audio, s), want)
+
+
+@pytest.mark.parametrize("changes", [
+    {"log_scale_enable": False},
+    {"log_scale_shift": 4},
+    {"log_scale_shift": 9},
+    {"noise_reduction_smoothing_bits": 7},
+    {"noise_reduction_even_smoothing": 0.1, "noise_reduction_odd_smoothing": 0.01},
+    {"pcan_enable": True, "pcan_strength": 0.7, "pcan_offset": 20.0, "pcan_gain_bits": 18},
+    {"filterbank_lower_band_limit": 300.0, "filterbank_upper_band_limit": 4000.0, "filterbank_n_channels": 20},
+])
+def test_other_settings_match_tensorflow_microfrontend(speech_stream, changes):
+    op = _microfrontend_op()
+    s = dataclasses.replace(FrontendSettings(window_size_ms=25, window_step_ms=10, filterbank_n_channels=40,
+                                             noise_reduction_enable=True), **changes)
+    want = op(tf.constant(speech_stream), sample_rate=16000, window_size=25, window_step=10,
+              num_channels=s.filterbank_n_channels, upper_band_limit=s.filterbank_upper_band_limit,
+              lower_band_limit=s.filterbank_lower_band_limit, smoothing_bits=s.noise_reduction_smoothing_bits,
+              even_smoothing=s.noise_reduction_even_smoothing, odd_smoothing=s.noise_reduction_odd_smoothing,
+              min_signal_remaining=s.noise_reduction_min_signal_remaining, enable_pcan=s.pcan_enable,
+              pcan_strength=s.pcan_strength, pcan_offset=s.pcan_offset, gain_bits=s.pcan_gain_bits,
+              enable_log=s.log_scale_enable, scale_shift=s.log_scale_shift, out_scale=1,
+              out_type=tf.uint16).numpy()
+    np.testing.assert_array_equal(compute_features(speech_stream, s), want)
