@@ -77,6 +77,9 @@ def validate_settings(s: FrontendSettings) -> None:
     if s.step_samples > s.window_samples:
         raise ParamsError(f"fe.window_step_ms ({s.window_step_ms}) is longer than fe.window_size_ms "
                           f"({s.window_size_ms})")
+    if s.window_samples < 8:
+        raise ParamsError(f"fe.window_size_ms {s.window_size_ms} gives a {s.window_samples}-sample window; "
+                          f"the microfrontend needs at least 8")
     if s.window_samples > 32768:
         raise ParamsError(f"fe.window_size_ms {s.window_size_ms} gives a window over 32768 samples")
     n = _next_pow2(s.window_samples)
@@ -160,7 +163,7 @@ def _fft_plan(n: int) -> _FftPlan:
     ncfft = n // 2
     factors = _kiss_factors(ncfft)
     if any(p not in (2, 4) for p, _ in factors):
-        raise ParamsError(f"FFT size {n} is not a power of two")
+        raise ParamsError(f"fe.window_size_ms gives FFT size {n}, not a power of two")
     tw = _twiddle(-2.0 * math.pi * np.arange(ncfft) / ncfft)
 
     # Input order after kf_work's recursive decimation (positions filled at the leaves).
@@ -458,7 +461,7 @@ def _split_bins(plan: _FftPlan, start: int, end: int) -> tuple[np.ndarray, np.nd
     first = bins < ncfft // 2
     k = np.where(first, bins, ncfft - bins)
     if np.any((k < 1) | (k > ncfft // 2)):
-        raise ParamsError("filterbank bins outside the FFT's split range")
+        raise ParamsError("fe.filterbank_* bands fall outside the FFT's bins")
     return k, first, ncfft - k, plan.super_tw[k - 1]
 
 

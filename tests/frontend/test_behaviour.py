@@ -131,3 +131,30 @@ def test_other_integer_and_column_inputs_are_accepted(speech_stream):
     want = compute_features(speech_stream, ON_OFF_V3)
     np.testing.assert_array_equal(compute_features(speech_stream.astype(np.int32), ON_OFF_V3), want)
     np.testing.assert_array_equal(compute_features(speech_stream[:, None], ON_OFF_V3), want)
+
+
+def test_random_settings_either_run_or_raise_params_error():
+    """Any combination of fe.* values builds a working frontend or fails with one ParamsError."""
+    rng = np.random.default_rng(11)
+    ran = 0
+    for _ in range(60):
+        rate = int(rng.choice([1000, 8000, 11025, 16000, 22050, 48000]))
+        kw = dict(sample_rate_hz=rate, window_size_ms=int(rng.integers(0, 70)),
+                  window_step_ms=int(rng.integers(1, 50)), filterbank_n_channels=int(rng.integers(0, 140)),
+                  filterbank_lower_band_limit=float(rng.uniform(0, 2000)),
+                  filterbank_upper_band_limit=float(rng.uniform(200, rate / 2 + 500)),
+                  noise_reduction_enable=bool(rng.integers(2)), pcan_enable=bool(rng.integers(2)),
+                  log_scale_shift=int(rng.integers(0, 20)), dc_notch_filter_enable=bool(rng.integers(2)),
+                  noise_reduction_smoothing_bits=int(rng.integers(0, 20)), pcan_gain_bits=int(rng.integers(1, 32)),
+                  frontend_type=str(rng.choice(["microfrontend", "mfcc"])),
+                  mfcc_n_coefficients=int(rng.integers(1, 60)))
+        s = FrontendSettings(**kw)
+        try:
+            fe = Frontend(s)
+        except ParamsError as exc:
+            assert str(exc).startswith("fe.") and "\n" not in str(exc), str(exc)
+            continue
+        out = fe.process((rng.standard_normal(rate // 2) * 3000).astype(np.int16))
+        assert out.shape[1] == s.n_channels and (out.dtype == np.float32 or out.dtype == np.uint16)
+        ran += 1
+    assert ran > 15
