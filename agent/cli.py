@@ -121,7 +121,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
         board = board_for_agent(config)
         if not config.model:  # detect mode without a local model: relay the board's detections
-            return run_board_only_cli(board, sinks)
+            return run_board_only_cli(board, sinks, components)
         components.append(board)
         source_factory = board.source_factory if config.board.mode == "stream" else None
     agent = Agent(config, sinks=sinks, components=components, cli_overrides=overrides,

@@ -1,8 +1,8 @@
 """A board as part of the agent (`keywire-agent run --board serial:/dev/ttyACM0`).
 
 Detect mode: the board runs the model; its detections become `Detection` events with the
-board's identity and go to the agent's sinks (stdout, log, LEDs, MQTT) like local ones; the
-board's LED reports are mirrored on the agent's LEDs. Stream mode: the board is the agent's
+board's identity and go to the agent's sinks (stdout, log, LEDs, MQTT) like local ones. Without
+a local model (`run_board_only`) the board's LED reports are mirrored on the agent's LEDs. Stream mode: the board is the agent's
 audio source (`BoardAudioSource`) and the agent drives the board's LEDs (green = audio
 activity, red = detection).
 """
@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..errors import AudioError
+from ..errors import AudioError, ConfigError
 from ..events import Detection, EventSink, FanOut
 from ..settings import DetectionSettings
 from ..sources import SourceState
@@ -87,9 +87,8 @@ class BoardComponent:
             self._agent = agent
             if self.mode == m.Mode.STREAM:
                 agent.sinks.add(self)  # red LED on the board for the agent's detections
-            for c in getattr(agent, "components", ()):
-                if hasattr(c, "red") and hasattr(c, "green") and c is not self:
-                    self._mirror.append(c)
+            # With a local pipeline the agent's LEDs show local audio (red also blinks for board
+            # detections, which reach the LED sink); board-only runs mirror the board's LEDs.
         if not self._started:
             self._started = True
             self.link.start()
@@ -151,9 +150,12 @@ class BoardComponent:
 
 
 def run_board_only(component: BoardComponent, sinks: Sequence[EventSink], stop: threading.Event,
-                   status_every_s: float = 60.0) -> int:
-    """Detect mode without a local model: relay the board's detections until `stop` is set."""
+                   others: Sequence[Any] = (), status_every_s: float = 60.0) -> int:
+    """Detect mode without a local model: relay the board's detections until `stop` is set.
+    LED responders among `others` mirror the board's LEDs; the rest need an `Agent` (MQTT
+    and systemd components attach to the audio loop), so they are not started here."""
     component.sinks = FanOut(sinks)
+    component._mirror.extend(c for c in others if hasattr(c, "red") and hasattr(c, "green"))
     component.start(None)
     last = time.monotonic()
     try:
@@ -178,11 +180,14 @@ def board_for_agent(config) -> BoardComponent:  # noqa: ANN001 - AgentConfig
     return BoardComponent.from_config(config.board, config.device_id, detection, config.led.activity_dbfs)
 
 
-def run_board_only_cli(component: BoardComponent, sinks: Sequence[EventSink]) -> int:
+def run_board_only_cli(component: BoardComponent, sinks: Sequence[EventSink], others: Sequence[Any] = ()) -> int:
     """`run_board_only` with SIGTERM/SIGINT stopping it (the CLI's detect mode without a model)."""
     import signal
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return run_board_only(component, sinks, stop)
+    if any(type(c).__name__ == "FleetService" for c in others):
+        raise ConfigError("relaying board detections to MQTT runs through the agent's loop: give a model "
+                          "(--model, e.g. the board's) and a source (--source silence will do)")
+    return run_board_only(component, sinks, stop, others)
