@@ -13,6 +13,9 @@ frames in a chunk (and over clips in `compute_features_batch`); the recursive st
 channels. Tables (window, twiddles, filterbank, gain and log LUTs) are built once per settings.
 
 `fe.frontend_type == "mfcc"` selects the float MFCC frontend in `mfcc.py` instead.
+`fe.activity_detection_*` are accepted but have no effect: in MLTK they only drive an activity
+flag and never change the features. `fe.fft_length`, when set, must be the microfrontend's own
+FFT size (the next power of two of the window), which is what MLTK computes with.
 """
 from __future__ import annotations
 
