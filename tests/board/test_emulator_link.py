@@ -124,6 +124,15 @@ def test_model_push_over_serial_becomes_active_and_bad_models_are_refused(emulat
         assert wait_for(lambda: len(got) > n, 8)
         assert link.stats.board_errors >= 2         # MODEL_TOO_LARGE and BAD_STATE error frames
         assert link.state is LinkState.CONNECTED
+
+        # detection parameters on the board: a threshold list of the wrong length is refused,
+        # threshold 255 silences it (an average never exceeds 255)
+        assert not link.set_params(m.SetParams(200, 1500, 100, 150, 2, (100, 100, 100)))
+        assert link.set_params(m.SetParams(200, 1500, 100, 255, 2))
+        time.sleep(0.3)
+        n = len(got)
+        time.sleep(3.5)
+        assert len(got) == n
     finally:
         link.close()
         emu.stop()
@@ -133,7 +142,11 @@ def test_model_push_over_serial_becomes_active_and_bad_models_are_refused(emulat
 def test_noisy_line_loses_and_duplicates_no_detection(emulator, word_models, words_wav):
     emu = emulator("--audio", str(words_wav), "--model", str(word_models[0]), "--bit-flip-rate", "0.01",
                    "--garbage-per-s", "3", "--seed", "11", "--tail-s", "2.5")
-    link, got = _collect(LinkSettings(), emu.port)
+    scores: list = []
+    link = BoardLink(BoardSpec(emu.port), LinkSettings(scores_every=10), on_detection=lambda d, h: got.append((d, h)),
+                     on_event=lambda msg: scores.append(msg) if isinstance(msg, m.Scores) else None)
+    got: list = []
+    link.start()
     try:
         stats = emu.wait_stats()
         time.sleep(0.3)
@@ -146,6 +159,9 @@ def test_noisy_line_loses_and_duplicates_no_detection(emulator, word_models, wor
     assert sorted(ids) == [1, 2, 3]                      # each exactly once
     assert link.stats.bad_crc > 0                         # corrupt frames were seen and rejected
     assert board["rx_bad_crc"] > 0 or board["detections_resent"] > 0
+    # averaged scores on request: one SCORES per 10 inferences (some lost to the noise)
+    assert 0 < len(scores) <= board["inferences"] // 10
+    assert all(len(s.scores) == 2 for s in scores)
 
 
 def test_reset_and_unplug_replug_resume_within_2s(emulator, word_models, words_wav):
