@@ -38,6 +38,8 @@ def test_uint16_bit_exact_per_clip(name, key_u16, key_i8, no_dcnotch):
         assert got.dtype == np.uint16 and got.shape == want.shape, clip_name
         diff = np.argwhere(got != want)
         assert len(diff) == 0, f"{name}/{clip_name}: {len(diff)} values differ, first at {diff[:3].tolist()}"
+        np.testing.assert_array_equal(to_model_input(got, settings), data[key_i8][i],
+                                      err_msg=f"{name}/{clip_name}: int8 model input")
 
 
 @pytest.mark.parametrize("name,key_u16,key_i8,no_dcnotch", CASES)
