@@ -58,6 +58,23 @@ def test_vectorised_averaging_equals_the_agent_detector(traces):
             assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
+def test_fast_events_equal_the_agent_detector_replay(traces):
+    model, _, bg, pos = traces
+    base = model.detection
+    settings = [base, base.replace(detection_threshold_list=(120, 90, 200, 255), suppression_ms=300),
+                base.replace(average_window_duration_ms=400, minimum_count=1, detection_threshold=100),
+                base.replace(average_window_duration_ms=0, minimum_count=0, detection_threshold=60),
+                base.replace(average_window_duration_ms=200, minimum_count=1, detection_threshold=20,
+                             suppression_ms=100)]
+    n_events = 0
+    for tr in [bg[0], pos["snr20"][0], pos["snr0"][0]]:
+        for s in settings:
+            fast = se.detect_events(tr, model.classes, s)
+            assert fast == se.replay(tr, model.classes, s)
+            n_events += len(fast)
+    assert n_events > 5  # the comparison covered real detections
+
+
 def test_sweep_on_merged_traces_equals_detector_replay_per_stream(traces):
     model, _, bg, pos = traces
     all_traces = list(bg) + list(pos["snr20"]) + list(pos["snr0"])
