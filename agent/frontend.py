@@ -451,7 +451,8 @@ def _complex_fft_q15(z: np.ndarray, plan: _FftPlan) -> np.ndarray:
         else:
             np.add(z[:, :, 0], z[:, :, 1], out=out[:, :, 0])
             np.subtract(z[:, :, 0], z[:, :, 1], out=out[:, :, 1])
-        _wrap16_inplace(_fvec(out))
+        if m > 1:  # deepest stage: +-sums of p unrotated values <= 32767/p, cannot overflow
+            _wrap16_inplace(_fvec(out))
         z = out
     return z.reshape(b, -1)
 
@@ -570,32 +571,33 @@ def _pcan_shrink(x: np.ndarray) -> np.ndarray:
     return np.where(x < (2 << _PCAN_SNR_BITS), lo & _U32, hi & _U32)
 
 
+_LOG_LUT_STEP = np.diff(_LOG_LUT)        # c1 - c0 per segment
+
+
 def _log_scale(x: np.ndarray, t: _Tables) -> np.ndarray:
-    """LogScaleApply: fixed-point natural log, scaled by 2^shift, saturated to uint16."""
+    """LogScaleApply: fixed-point natural log, scaled by 2^shift, saturated to uint16.
+
+    log2(v) = integer part (MSB - 1) + 16-bit fraction corrected by the segment LUT; frexp gives
+    both at once: v = m * 2^e with m in [0.5, 1), so the fraction bits are floor((2m - 1) * 2^16)
+    (the C code's left shift, or its truncating right shift for v >= 2^17)."""
     if not t.log_enable:
         return np.minimum(x, 0xFFFF).astype(np.uint16)
     if t.correction_bits < 0:
         v = x >> -t.correction_bits
     else:
         v = (x << t.correction_bits) & _U32
-    valid = v > 1
-    v = np.where(valid, v, 2)
-    integer = _msb_array(v) - 1
-    frac = v - (np.int64(1) << integer)
-    frac = np.where(integer < _LOG_SCALE_LOG2,
-                    np.left_shift(frac, np.maximum(_LOG_SCALE_LOG2 - integer, 0)),
-                    np.right_shift(frac, np.maximum(integer - _LOG_SCALE_LOG2, 0)))
+    m, e = np.frexp(v.astype(np.float64))
+    frac = np.floor(m * 131072.0 - 65536.0).astype(np.int64)              # 0 .. 65535
     seg = frac >> (_LOG_SCALE_LOG2 - _LOG_SEGMENTS_LOG2)
-    c0 = _LOG_LUT[seg]
-    c1 = _LOG_LUT[seg + 1]
-    seg_unit = (1 << _LOG_SCALE_LOG2) >> _LOG_SEGMENTS_LOG2
-    rel = ((c1 - c0) * (frac - seg_unit * seg)) >> _LOG_SCALE_LOG2
-    fraction = (frac + c0 + rel) & _U32
-    log2 = ((integer << _LOG_SCALE_LOG2) + fraction) & _U32
-    rnd = (1 << _LOG_SCALE_LOG2) // 2
-    loge = ((_LOG_COEFF * log2 + rnd) >> _LOG_SCALE_LOG2) & _U32
-    scaled = ((((loge << t.log_shift) & _U32) + rnd) & _U32) >> _LOG_SCALE_LOG2
-    scaled = np.where(valid, scaled, 0)
+    rel = (_LOG_LUT_STEP[seg] * (frac & ((1 << (_LOG_SCALE_LOG2 - _LOG_SEGMENTS_LOG2)) - 1))) >> _LOG_SCALE_LOG2
+    log2 = ((e.astype(np.int64) - 1) << _LOG_SCALE_LOG2) + frac + _LOG_LUT[seg] + rel
+    rnd = 1 << (_LOG_SCALE_LOG2 - 1)
+    loge = (_LOG_COEFF * log2 + rnd) >> _LOG_SCALE_LOG2                    # < 2^21: no uint32 wrap
+    scaled = loge << t.log_shift
+    if t.log_shift > 10:
+        scaled &= _U32
+    scaled = (scaled + rnd) >> _LOG_SCALE_LOG2
+    scaled[v <= 1] = 0
     return np.minimum(scaled, 0xFFFF).astype(np.uint16)
 
 
