@@ -221,6 +221,10 @@ class BoardLink:
                        self.settings.request_retries if retries is None else retries)
         with self._req_lock:
             self._requests.append(req)
+            if self.state is LinkState.CONNECTED:  # first try now, not at the port thread's next pass
+                req.tries = 1
+                req.deadline = time.monotonic() + req.timeout_s
+                req.seqs.add(self._send(msg))
         req.done.wait(req.timeout_s * (req.retries + 1) + 1.0)
         with self._req_lock:
             if req in self._requests:
