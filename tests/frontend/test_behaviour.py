@@ -158,3 +158,33 @@ def test_random_settings_either_run_or_raise_params_error():
         assert out.shape[1] == s.n_channels and (out.dtype == np.float32 or out.dtype == np.uint16)
         ran += 1
     assert ran > 15
+
+
+def _c_log_scale(x: int, shift: int) -> int:
+    """Line-by-line transcription of the microfrontend's LogScaleApply for one uint32 value."""
+    from keywire.agent.frontend import _LOG_LUT
+    if x <= 1:
+        return 0
+    integer = x.bit_length() - 1
+    frac = x - (1 << integer)
+    frac = frac << (16 - integer) if integer < 16 else frac >> (integer - 16)
+    base = frac >> 9
+    c0, c1 = int(_LOG_LUT[base]), int(_LOG_LUT[base + 1])
+    fraction = frac + c0 + (((c1 - c0) * (frac - 512 * base)) >> 16)
+    loge = (45426 * ((integer << 16) + fraction) + 32768) >> 16
+    return min(((((loge << shift) & 0xFFFFFFFF) + 32768) & 0xFFFFFFFF) >> 16, 0xFFFF)
+
+
+@pytest.mark.parametrize("shift", [0, 6, 11, 16])
+def test_log_scale_over_the_whole_uint32_range(shift):
+    from keywire.agent import frontend as F
+    rng = np.random.default_rng(shift)
+    powers = np.int64(1) << np.arange(32, dtype=np.int64)
+    values = np.unique(np.concatenate([np.arange(0, 3000), rng.integers(0, 2**32, 5000),
+                                       powers - 1, powers, powers + 1])).astype(np.int64)
+    values = values[values < 2**32]
+    tables = dataclasses.replace(F._tables(dataclasses.replace(MICRO_SPEECH, log_scale_shift=shift)),
+                                 correction_bits=0)
+    got = F._log_scale(values, tables)
+    want = [_c_log_scale(int(v), shift) for v in values]
+    np.testing.assert_array_equal(got, want)
