@@ -512,9 +512,35 @@ class StreamReport:
                 lines.append(f"{cond:<18}{kw:>10}{r.occurrences:>6}{_pct(r.recall):>8}{r.fa_per_hour:>8.2f}"
                              f"{r.fa_per_hour_background:>9.2f}{at}{_ms(r.latency_ms['median']):>9}"
                              f"{_ms(r.latency_ms['p90']):>9}")
-        lines.append(f"background {self.hours_background:.2f} h; scoring {self.audio_s / 3600:.2f} h of audio "
-                     f"in {self.cpu_s:.1f} CPU-s")
+        lines.extend(self.spacing_summary())
+        hours = max((r.hours for res in self.conditions.values() for r in res.values()), default=0.0)
+        lines.append(f"background {self.hours_background:.2f} h (one false accept = {1 / hours if hours else 0:.2f} "
+                     f"FA/h; FA targets below that mean zero false accepts); scoring "
+                     f"{self.audio_s / 3600:.2f} h of audio in {self.cpu_s:.1f} CPU-s")
         return "\n".join(lines)
+
+
+    def spacing_summary(self) -> list[str]:
+        """One line per keyword comparing recall and FRR@1 FA/h across gap ranges at one SNR
+        (conditions named `snrX` and `snrX_gapA-B`): the results should not hinge on spacing."""
+        gaps = self.plan.get("gap_s") or []
+        out = []
+        for cond in self.conditions:
+            if "_gap" not in cond:
+                continue
+            base = cond.split("_gap")[0]
+            if base not in self.conditions:
+                continue
+            label = f"{gaps[0]:g}-{gaps[1]:g}" if len(gaps) == 2 else "default"
+            for kw, r in self.conditions[base].items():
+                v = self.conditions[cond].get(kw)
+                if v is None:
+                    continue
+                out.append(f"spacing check {base} {kw}: recall {_pct(r.recall)} (gaps {label} s) vs "
+                           f"{_pct(v.recall)} (gaps {cond.split('_gap')[1]} s); FRR@1 FA/h "
+                           f"{_pct(r.at_targets.get('1', {}).get('frr', float('nan')))} vs "
+                           f"{_pct(v.at_targets.get('1', {}).get('frr', float('nan')))}")
+        return out
 
 
 def _pct(v: float) -> str:
