@@ -136,7 +136,12 @@ def download(spec: DownloadSpec, progress: Optional[ProgressFn] = None) -> Downl
     if not (archive.exists() and file_sha256(archive) == spec.sha256.lower()):
         part = archive.with_name(archive.name + ".part")
         resumed = part.stat().st_size if part.exists() else 0
-        fetched, attempts = _fetch(spec, part, progress)
+        try:
+            fetched, attempts = _fetch(spec, part, progress)
+        except DownloadError:
+            if not part.exists():  # nothing to resume: leave no empty folders behind
+                _remove_empty(work, spec.dest)
+            raise
         digest = file_sha256(part)
         if digest != spec.sha256.lower():
             part.unlink()
@@ -291,6 +296,14 @@ def _wrapping_folder(names: list[str]) -> Optional[PurePosixPath]:
     if not any(len(p) >= 3 for p in parts):
         return None
     return PurePosixPath(top)
+
+
+def _remove_empty(*dirs: Path) -> None:
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def remove_partial(dest: Path) -> None:

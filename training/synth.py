@@ -422,13 +422,15 @@ def near_miss_candidates(word: str) -> set[str]:
 
 def choose_negatives(keywords: Sequence[str], explicit: Sequence[str], near_misses: int,
                      common: int, seed: int) -> dict[str, str]:
-    """Negative words -> why chosen: explicit ones, the `near_misses` phonetically closest
-    look-alikes of each keyword (real words first at equal distance), and `common` other common
-    words. Homophones of a keyword are never negatives (`ConfigError` when named explicitly)."""
+    """Negative words -> why chosen: explicit ones, the single words of a phrase keyword, the
+    `near_misses` phonetically closest look-alikes of each keyword (real words first at equal
+    distance), and `common` other common words. Homophones of a keyword are never negatives (`ConfigError` when named explicitly)."""
     rng = random.Random(f"{seed}|negatives")
     kws = [" ".join(k.lower().split()) for k in keywords]
+    explicit = [" ".join(w.lower().split()) for w in explicit]
+    parts = {p for k in kws if " " in k for p in k.split()}
     cand_by_kw = {k: sorted(near_miss_candidates(k) - set(kws)) for k in kws}
-    all_cands = sorted(set().union(*cand_by_kw.values()) | set(explicit) | set(COMMON_WORDS))
+    all_cands = sorted((set().union(*cand_by_kw.values()) | set(explicit) | set(COMMON_WORDS) | parts) - set(kws))
     ph = dict(zip(kws + all_cands, phonemes(kws + all_cands)))
     kw_ph = {k: ph[k] for k in kws}
 
@@ -437,11 +439,14 @@ def choose_negatives(keywords: Sequence[str], explicit: Sequence[str], near_miss
 
     out: dict[str, str] = {}
     for w in explicit:
-        w = " ".join(w.lower().split())
         h = homophone_of(w)
         if h:
             raise ConfigError(f"negative {w!r} sounds the same as keyword {h!r}")
         out[w] = "explicit"
+    for k in kws:  # a wake phrase's single words are the hardest negatives of all
+        for part in k.split() if " " in k else ():
+            if part not in out and not homophone_of(part):
+                out[part] = f"part of {k}"
     common_set = set(COMMON_WORDS)
     for k in kws:
         scored = []
