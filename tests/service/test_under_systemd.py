@@ -185,9 +185,12 @@ def test_agent_runs_sandboxed_under_systemd(booted):
     # systemctl reload: RELOADING=1 ... READY=1, same process.
     b.sh("printf '[detection]\\nthreshold = 90\\n' >> /etc/keywire/agent.toml")
     assert b.sh("systemctl reload keywire-agent").returncode == 0
+    deadline = time.monotonic() + 10
+    while "reloaded configuration" not in (log := b.sh("journalctl -u keywire-agent --no-pager -o cat").stdout):
+        assert time.monotonic() < deadline, log
+        time.sleep(0.2)
     after = b.wait_show(lambda s: s["ActiveState"] == "active", 10, "ActiveState", "MainPID")
     assert after["MainPID"] == state["MainPID"]
-    assert "reloaded configuration" in b.sh("journalctl -u keywire-agent --no-pager -o cat").stdout
 
     # A frozen processing loop stops the pings: systemd's watchdog kills and restarts the agent.
     b.sh(f"kill -STOP {state['MainPID']}")
