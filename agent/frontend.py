@@ -279,7 +279,7 @@ def _filterbank(s: FrontendSettings, spectrum_size: int) -> "_Filterbank":
     centers = np.array([np.float32(mel_low + np.float32(mel_spacing * np.float32(i + 1)))
                         for i in range(nch + 1)], dtype=np.float32)
     hz_per_sbin = np.float32(0.5 * s.sample_rate_hz / (float(np.float32(spectrum_size)) - 1.0))
-    start = int(1.5 + float(np.float32(lower)) / float(hz_per_sbin))
+    start = int(1.5 + float(np.float32(np.float32(lower) / hz_per_sbin)))   # float / float in C
 
     def mel_of_bin(i: int) -> np.float32:
         return _freq_to_mel(np.float32(np.float64(i) * np.float64(hz_per_sbin)))
