@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -90,6 +91,10 @@ def board_push(
     from keywire.agent.board import messages as m
     from keywire.agent.board.link import BoardLink, BoardSpec
 
+    from .cli import debug_enabled
+
+    # The link logs the board's ERROR frames; the command reports the outcome in one line.
+    logging.basicConfig(level=logging.DEBUG if debug_enabled() else logging.CRITICAL)
     try:
         data = model.read_bytes()
     except OSError as exc:

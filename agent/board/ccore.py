@@ -7,6 +7,7 @@ detector. The agent itself never needs it.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import subprocess
 import threading
 from pathlib import Path
@@ -87,7 +88,10 @@ def build_core(firmware_dir: Path = FIRMWARE_DIR) -> Path:
         if lib.exists():
             return lib
         raise BoardError(f"firmware sources not found at {firmware_dir}; the C core library is needed")
-    proc = subprocess.run(["make", "-s", "-C", str(firmware_dir), "lib"], capture_output=True, text=True)
+    (firmware_dir / "build").mkdir(exist_ok=True)
+    with open(firmware_dir / "build" / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test sessions must not load a half-written library
+        proc = subprocess.run(["make", "-s", "-C", str(firmware_dir), "lib"], capture_output=True, text=True)
     if proc.returncode != 0 or not lib.exists():
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["make failed"]
         raise BoardError(f"cannot build the firmware core library: {last[0]}")

@@ -200,3 +200,19 @@ def test_reset_and_unplug_replug_resume_within_2s(emulator, word_models, words_w
     assert [d.event_id for d, _ in got] == [1, 1, 1]  # one word per boot; each boot numbers from 1
     assert len({h.boot_id for _, h in got}) == 3
     print(f"resumed {resumed - back:.2f} s after the port came back")
+
+
+def test_board_push_command(emulator, word_models, words_wav):
+    emu = emulator("--audio", str(words_wav), "--model", str(word_models[0]), "--loop", "--flash-kb", "32")
+    keywire = [str(Path(agent_cmd()[0]).parent / "keywire")]
+    r = subprocess.run([*keywire, "board-push", str(word_models[1]), "--board", f"serial:{emu.port}"],
+                       capture_output=True, text=True, env=env(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "model 'words-b' active" in r.stdout
+    big = Path(emu.stderr_path).with_name("big.tflite")
+    big.write_bytes(word_models[0].read_bytes() * 3)
+    r = subprocess.run([*keywire, "board-push", str(big), "--board", f"serial:{emu.port}"],
+                       capture_output=True, text=True, env=env(), timeout=60)
+    assert r.returncode == 5 and "does not fit the board's staging area (32768 bytes)" in r.stderr
+    assert r.stderr.count("\n") == 1
+    emu.stop()
