@@ -675,6 +675,10 @@ def _nr_pcan_log(sig: np.ndarray, estimate: np.ndarray, t: _Tables) -> tuple[np.
 
 
 # ============================================================================ public API
+_MAX_CHUNK = 1 << 16     # samples per internal step of `process` (about 4 s at 16 kHz)
+_MAX_BATCH = 256         # clips per internal step of `compute_features_batch`
+
+
 class Frontend:
     """Streaming frontend: feed int16 chunks of any size, get the new feature frames.
 
@@ -718,6 +722,10 @@ class Frontend:
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Consume int16 samples (mono, any count); return the feature frames completed by them."""
         x = _as_int16_mono(samples)
+        if len(x) > _MAX_CHUNK:
+            # Long inputs (whole files) go through in pieces: same result, bounded memory.
+            parts = [self.process(x[i:i + _MAX_CHUNK]) for i in range(0, len(x), _MAX_CHUNK)]
+            return np.concatenate(parts)
         if self._mfcc is not None:
             return self._mfcc.process(x)
         t = self._tables
@@ -772,6 +780,9 @@ def compute_features_batch(clips: np.ndarray, settings: FrontendSettings) -> np.
     if settings.frontend_type == "mfcc":
         from .mfcc import mfcc_features
         return mfcc_features(clips, settings)
+    if clips.shape[0] > _MAX_BATCH:
+        return np.concatenate([compute_features_batch(clips[i:i + _MAX_BATCH], settings)
+                               for i in range(0, clips.shape[0], _MAX_BATCH)])
     t = _tables(settings)
     b, length = clips.shape
     if length < t.size or b == 0:

@@ -86,3 +86,21 @@ def test_large_batch_path_equals_per_clip(speech_stream):
     got = compute_features_batch(clips, ON_OFF_V3)
     for i in (0, 33, 69):
         np.testing.assert_array_equal(got[i], compute_features(clips[i], ON_OFF_V3))
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_long_input_in_one_call_equals_streaming(speech_stream, config):
+    """Inputs longer than the internal step are split inside `process`: same frames."""
+    s = CONFIGS[config]
+    x = np.tile(speech_stream, 4)
+    assert len(x) > 1 << 16
+    streamed = _stream(Frontend(s), x, iter(lambda: 1600, None))
+    np.testing.assert_array_equal(compute_features(x, s), streamed)
+
+
+def test_batches_beyond_the_internal_batch_size(speech_stream):
+    clips = np.stack([speech_stream[(i * 37) % 20000:(i * 37) % 20000 + 2000] for i in range(300)])
+    got = compute_features_batch(clips, MICRO_SPEECH)
+    assert got.shape[0] == 300
+    for i in (0, 255, 256, 299):
+        np.testing.assert_array_equal(got[i], compute_features(clips[i], MICRO_SPEECH))
