@@ -20,13 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from keywire.agent.install import HOME_PREFIXES, UnitOptions, render_unit, service_paths
 
 from ..fixtures.speech import stream_of_words, write_wav
 from .agent_process import agent_executable
 
 SYSTEMD = Path("/lib/systemd/systemd")
-UID = 990
 
 PID1 = r"""
 set -e
@@ -39,13 +37,7 @@ done
 chmod 711 /root   # a Python under /root (pyenv) must be reachable for the service user
 mount -t tmpfs tmpfs /etc/systemd/system
 mount -t tmpfs tmpfs /run
-cp -r "$W/units/." /etc/systemd/system/
-echo "keywire:x:990:990:keywire agent:/var/lib/keywire:/usr/sbin/nologin" >> /etc/passwd
-echo "keywire:x:990:" >> /etc/group
-mkdir -p /etc/keywire /var/lib/keywire/models
-cp "$W/agent.toml" /etc/keywire/agent.toml
-cp "$W/model.tflite" /var/lib/keywire/models/active.tflite
-cp "$W/speech.wav" /var/lib/keywire/speech.wav
+cp "$W/kwtest.target" /etc/systemd/system/
 exec /lib/systemd/systemd --system --unit=kwtest.target --log-target=null
 """
 
@@ -145,27 +137,44 @@ def _remove_empty_cgroups() -> None:
                     pass
 
 
+INSTALL = r"""
+set -e
+"$AGENT" install-service
+mkdir -p /etc/systemd/system/keywire-agent.service.d
+cp "$W/test.conf" /etc/systemd/system/keywire-agent.service.d/
+systemctl daemon-reload
+cp "$W/agent.toml" /etc/keywire/agent.toml
+install -d /var/lib/keywire/models
+cp "$W/model.tflite" /var/lib/keywire/models/active.tflite
+cp "$W/speech.wav" /var/lib/keywire/speech.wav
+"""
+
+
 @pytest.fixture
 def booted(loudness_model):
+    """systemd booted, and `keywire-agent install-service` run inside against it (live branch:
+    systemd-sysusers creates the user, systemctl daemon-reload), plus the test drop-in."""
     work = Path(tempfile.mkdtemp(prefix="kw-systemd-", dir="/tmp"))
     (work / "ovl").mkdir()
-    units = work / "units"
-    (units / "keywire-agent.service.d").mkdir(parents=True)
-    exe = agent_executable()
-    # As install-service decides it (its reachability check runs on the host, where /root may be 0700).
-    home = "read-only" if any(p.startswith(HOME_PREFIXES) for p in service_paths(exe)) else "yes"
-    (units / "keywire-agent.service").write_text(render_unit(UnitOptions(exec_path=exe, protect_home=home)))
-    (units / "keywire-agent.service.d" / "test.conf").write_text(DROPIN)
-    (units / "kwtest.target").write_text(TARGET)
+    (work / "kwtest.target").write_text(TARGET)
+    (work / "test.conf").write_text(DROPIN)
     (work / "agent.toml").write_text('model = "/var/lib/keywire/models/active.tflite"\nsource = "silence"\n'
                                      'state_dir = "/var/lib/keywire"\njson_events = false\n')
     shutil.copy(loudness_model, work / "model.tflite")
     samples, _ = stream_of_words(["yes", "seven", "hello"], voices=["en-us"], gap_s=0.8)
     write_wav(work / "speech.wav", samples)
     b = Booted(work)
-    yield b
-    b.close()
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        res = b.sh(f"W={work} AGENT={agent_executable()} sh -c '{INSTALL}'")
+        assert res.returncode == 0, res.stderr
+        assert "ran systemd-sysusers /etc/sysusers.d/keywire-agent.conf" in res.stdout, res.stdout
+        assert "ran systemctl daemon-reload" in res.stdout and "ProtectHome" in b.sh("systemctl cat keywire-agent").stdout
+        b.uid = b.sh("id -u keywire").stdout.strip()
+        assert b.uid.isdigit() and b.uid != "0"
+        yield b
+    finally:
+        b.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_agent_runs_sandboxed_under_systemd(booted):
@@ -175,8 +184,9 @@ def test_agent_runs_sandboxed_under_systemd(booted):
     state = b.show("ActiveState", "SubState", "StatusText", "MainPID", "NRestarts")
     assert state["ActiveState"] == "active" and "model loudness v1 | source silence" in state["StatusText"]
     uid = b.sh(f"awk '/^Uid:/ {{print $2}}' /proc/{state['MainPID']}/status").stdout.strip()
-    assert uid == str(UID)
-    assert "1.3 OK" in b.sh("systemd-analyze security keywire-agent --no-pager").stdout.splitlines()[-1]
+    assert uid == b.uid
+    security = b.sh("systemd-analyze security keywire-agent --no-pager").stdout.splitlines()[-1]
+    assert float(security.split(": ")[1].split()[0]) <= 1.5, security
 
     # WATCHDOG=1 keeps it alive past several watchdog periods.
     time.sleep(7)
@@ -215,6 +225,17 @@ def test_detections_land_in_the_journal_under_the_service_user(booted):
     entries = [json.loads(line) for line in out.splitlines()]
     assert len(entries) >= 3
     for e in entries:
-        assert e["_SYSTEMD_UNIT"] == "keywire-agent.service" and e["_UID"] == str(UID)
+        assert e["_SYSTEMD_UNIT"] == "keywire-agent.service" and e["_UID"] == b.uid
         assert e["KEYWORD"] == "speech" and int(e["SCORE"]) > 100 and e["MODEL"] == "loudness"
         assert len(e["EVENT_ID"]) == 32
+
+
+def test_uninstall_service_stops_and_removes_it(booted):
+    b = booted
+    assert b.sh("systemctl enable --now keywire-agent").returncode == 0
+    assert b.show("ActiveState")["ActiveState"] == "active"
+    res = b.sh(f"{agent_executable()} uninstall-service --purge")
+    assert res.returncode == 0, res.stderr
+    assert "ran systemctl disable --now keywire-agent.service" in res.stdout
+    assert b.show("ActiveState", "LoadState") == {"ActiveState": "inactive", "LoadState": "not-found"}
+    assert b.sh("test -e /etc/keywire/agent.toml || test -e /var/lib/keywire").returncode != 0
