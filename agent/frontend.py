@@ -525,6 +525,8 @@ def _windowed_spectrum(frames: np.ndarray, t: "_Tables") -> np.ndarray:
 
 
 def _spectrum_block(frames: np.ndarray, t: "_Tables") -> np.ndarray:
+    """One block of frames [b, size]: Q12 window, per-frame shift so the peak uses the full int16
+    range (FFT precision), fixed-point FFT, energy, filterbank, rounded sqrt, shift undone."""
     x = frames.astype(np.int32)
     b = x.shape[0]
     w = (x * t.window) >> _WINDOW_BITS          # coefficients <= 4096: always inside int16, no wrap
