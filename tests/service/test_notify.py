@@ -3,7 +3,9 @@ READY after audio and a first inference, WATCHDOG only while audio flows, STATUS
 then READY on SIGHUP (with a new threshold in effect), STOPPING on SIGTERM."""
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -192,3 +194,18 @@ def test_environment_parsing():
     assert not silent.enabled and not silent.heartbeat(1, 1)
     silent.ready("x")
     silent.stopping()
+
+
+def test_plain_socket_sender_for_systems_without_systemd_python(notify):
+    """The fallback sender speaks the same datagram protocol, also to abstract socket names."""
+    from keywire.agent.service import _socket_notify
+
+    assert _socket_notify(notify.path, "READY=1\nSTATUS=up")
+    m = notify.wait_for(lambda m: m.fields.get("READY") == "1", timeout=2)
+    assert m.fields["STATUS"] == "up"
+    name = f"kw-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as abstract:
+        abstract.bind("\0" + name)
+        assert _socket_notify("@" + name, "WATCHDOG=1")
+        assert abstract.recv(100) == b"WATCHDOG=1"
+    assert not _socket_notify("/nonexistent/notify.sock", "READY=1")
