@@ -76,6 +76,16 @@ def words_wav(cache_dir: Path) -> Path:
     return p
 
 
+@pytest.fixture(scope="session")
+def word_wav(cache_dir: Path) -> Path:
+    """One spoken word (about 2.6 s), for tests that only need audio flowing."""
+    p = cache_dir / "board" / "one-word.wav"
+    if not p.exists():
+        x, _ = stream_of_words(["yes"], ["en-us"], gap_s=1.0)
+        write_wav(p, x)
+    return p
+
+
 class Emulator:
     """`keywire board-emulator` in a subprocess; `port` is the path it printed first."""
 

@@ -60,8 +60,8 @@ def test_stream_mode_agent_runs_the_model_and_drives_the_board_leds(emulator, wo
     assert stats["green_on"] >= 3               # agent: green = audio activity
 
 
-def test_stream_mode_counts_dropped_frames_and_keeps_time(emulator, words_wav):
-    emu = emulator("--audio", str(words_wav), "--mode", "stream", "--drop-rate", "0.05", "--seed", "3",
+def test_stream_mode_counts_dropped_frames_and_keeps_time(emulator, word_wav):
+    emu = emulator("--audio", str(word_wav), "--mode", "stream", "--drop-rate", "0.05", "--seed", "3",
                    "--tail-s", "0.5")
     link = BoardLink(BoardSpec(emu.port), LinkSettings(mode=m.Mode.STREAM)).start()
     received = 0
@@ -86,8 +86,8 @@ def test_stream_mode_needs_460800_baud(tmp_path, word_models):
     assert r.stderr.strip().count("\n") == 0 and "460800" in r.stderr
 
 
-def test_emulated_uart_below_stream_rate_drops_audio(emulator, words_wav):
-    emu = emulator("--audio", str(words_wav), "--mode", "stream", "--baud", "115200", "--tail-s", "0")
+def test_emulated_uart_below_stream_rate_drops_audio(emulator, word_wav):
+    emu = emulator("--audio", str(word_wav), "--mode", "stream", "--baud", "115200", "--tail-s", "0")
     link = BoardLink(BoardSpec(emu.port, 921600), LinkSettings(mode=m.Mode.STREAM)).start()
     try:
         assert link.wait_connected(5)
