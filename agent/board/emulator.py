@@ -139,6 +139,9 @@ class BoardEmulator(BoardHal):
         self._board: Optional[CBoard] = None
         self._spotter: Optional[KeywordSpotter] = None
         self._boot_t = 0.0
+        self._mic_samples = 0
+        self._clock_ms: Optional[int] = None
+        self._chunk_base = (0, 0)
         self._tokens = 0.0
         self._token_t = 0.0
         self.leds = (False, False)
@@ -162,7 +165,11 @@ class BoardEmulator(BoardHal):
         return True
 
     def millis(self) -> int:
-        return int((time.monotonic() - self._boot_t) * 1000)
+        """The board's clock runs with its microphone (audio time since boot), so what the
+        core decides depends on the audio, not on how busy this machine is."""
+        if self._clock_ms is not None:
+            return self._clock_ms
+        return self._mic_samples * 1000 // 16000
 
     def led_set(self, red: bool, green: bool) -> None:
         self.stats.red_on += int(red and not self.leds[0])
@@ -213,15 +220,22 @@ class BoardEmulator(BoardHal):
         self._board.set_model(model.name[:32], model.classes, len(self._model_bytes), zlib.crc32(self._model_bytes),
                               model.detection)
 
-    def _on_scores(self, _now_ms: int, scores: np.ndarray) -> None:
+    def _on_scores(self, now_ms: int, scores: np.ndarray) -> None:
         if self._board is not None:
-            self._board.scores(scores)
+            mic_ms, spot_ms = self._chunk_base
+            self._clock_ms = mic_ms + (now_ms - spot_ms)  # the inference's own time within the block
+            try:
+                self._board.scores(scores)
+            finally:
+                self._clock_ms = None
 
     def boot(self) -> None:
         """Power up: fresh core state, new boot id, HELLO."""
         if self._board is not None:
             self.stats.board = self._board.stats()
         self._boot_t = time.monotonic()
+        self._mic_samples = 0
+        self._clock_ms = None
         self._token_t = self._boot_t
         self._tokens = 4096.0  # an idle UART: its transmit buffer is empty
         self._board = CBoard(self, self.config.board_id, self._rng.getrandbits(32), self.config.flash_capacity)
@@ -354,4 +368,6 @@ class BoardEmulator(BoardHal):
             lat = board.params().latency_ms
             if lat and lat != self._spotter.detection.latency_ms:
                 self._spotter.set_detection(dataclasses.replace(self._spotter.detection, latency_ms=lat))
+            self._chunk_base = (self._mic_samples * 1000 // 16000, self._spotter.time_ms)
             self._spotter.feed(x)
+        self._mic_samples += len(x)
