@@ -368,9 +368,15 @@ def plot_det(results: Mapping[str, Mapping[str, KeywordResult]], path, title: st
             if not r.det:
                 continue
             floor = 0.5 / r.hours if r.hours else 1e-3  # where 0 FA/hour is drawn
+            # lower envelope: the best FRR reachable at or below each FA/hour
             pts = sorted(r.det, key=lambda p: (p.fa_per_hour, p.frr))
-            x = [max(p.fa_per_hour, floor) for p in pts]
-            y = [p.frr * 100 for p in pts]
+            x, y = [], []
+            best = 101.0
+            for p in pts:
+                if p.frr * 100 < best:
+                    best = p.frr * 100
+                    x.append(max(p.fa_per_hour, floor))
+                    y.append(best)
             ax.step(x, y, where="post", label=kw, linewidth=1.2)
         ax.axvline(1.0, color="grey", linestyle=":", linewidth=0.8)
         ax.axvline(0.1, color="grey", linestyle=":", linewidth=0.8)
@@ -381,7 +387,7 @@ def plot_det(results: Mapping[str, Mapping[str, KeywordResult]], path, title: st
     axes[0][0].set_ylabel("false-reject rate (%)")
     axes[0][-1].legend(fontsize=7, loc="upper right")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
