@@ -52,8 +52,8 @@ class KeywordSpotter:
         self._lock = threading.Lock()
         self._pending_model: Optional[tuple[KeywordModel, Optional[DetectionSettings]]] = None
         self._pending_detection: Optional[DetectionSettings] = None
-        self._install(model, detection)
         self._stream_samples = 0
+        self._install(model, detection)
 
     # ---------------------------------------------------------------- setup
     def _install(self, model: KeywordModel, detection: Optional[DetectionSettings]) -> None:
@@ -64,14 +64,19 @@ class KeywordSpotter:
         self._rate = fe.sample_rate_hz
         self._period = max(1, fe.sample_rate_hz * self.detection.latency_ms // 1000)
         self._gain = self.detection.volume_gain
+        self._step, self._win = fe.step_samples, fe.window_samples
         if old_fe != fe:
             self.frontend = Frontend(fe)
             self._window = np.zeros((fe.n_frames, fe.n_channels),
                                     dtype=np.float32 if fe.frontend_type == "mfcc" else np.uint16)
-            self._until_inference = self._period
-        else:
-            self._until_inference = min(getattr(self, "_until_inference", self._period), self._period)
+            self._restart_frontend_at(self._stream_samples)
+        self._next_inference = self._stream_samples + self._period
         self.detector = Detector(model.classes, self.detection)
+
+    def _restart_frontend_at(self, stream_sample: int) -> None:
+        """The frontend's frame 0 starts at this stream position (after creation or reset)."""
+        self._fe_origin = stream_sample
+        self._fe_frames = 0
 
     def swap_model(self, model: KeywordModel, detection: Optional[DetectionSettings] = None) -> None:
         """Use `model` from the next inference step on (thread-safe)."""
@@ -89,7 +94,8 @@ class KeywordSpotter:
         self.frontend.reset()
         self._window[:] = 0
         self.detector.reset()
-        self._until_inference = self._period
+        self._restart_frontend_at(self._stream_samples)
+        self._next_inference = self._stream_samples + self._period
 
     def close(self) -> None:
         self.reset()
@@ -107,20 +113,33 @@ class KeywordSpotter:
         if len(x):
             rms = float(np.sqrt(np.mean(x.astype(np.float32) ** 2)))
             self.stats.audio_rms_dbfs = 20 * np.log10(max(rms, 1e-3) / 32768.0)
+            self.stats.samples += len(x)
+        return self._feed(x)
+
+    def _feed(self, x: np.ndarray) -> list[Detection]:
+        """The whole chunk goes through the frontend in one call (cheap per sample); frames are
+        then released to the window by their end position, one inference boundary at a time."""
+        start, end = self._stream_samples, self._stream_samples + len(x)
+        frames = self.frontend.process(x)
+        frame_ends = self._fe_origin + (self._fe_frames + np.arange(len(frames))) * self._step + self._win
+        self._fe_frames += len(frames)
         detections: list[Detection] = []
-        pos = 0
-        while pos < len(x):
-            take = min(len(x) - pos, self._until_inference)
-            self._push_features(self.frontend.process(x[pos:pos + take]))
-            pos += take
-            self._stream_samples += take
-            self.stats.samples += take
-            self._until_inference -= take
-            if self._until_inference == 0:
-                self._until_inference = self._period
-                d = self._infer()
-                if d is not None:
-                    detections.append(d)
+        used = 0
+        while self._next_inference <= end:
+            boundary = self._next_inference
+            upto = int(np.searchsorted(frame_ends, boundary, side="right"))
+            self._push_features(frames[used:upto])
+            used = upto
+            self._stream_samples = boundary
+            detection, restarted = self._infer()
+            self._next_inference = boundary + self._period
+            if detection is not None:
+                detections.append(detection)
+            if restarted:
+                # Frames after the boundary came from the old frontend state: redo them.
+                return detections + self._feed(x[boundary - start:])
+        self._push_features(frames[used:])
+        self._stream_samples = end
         return detections
 
     def _push_features(self, frames: np.ndarray) -> None:
@@ -148,8 +167,11 @@ class KeywordSpotter:
             self._period = max(1, self._rate * detection.latency_ms // 1000)
             self._gain = detection.volume_gain
 
-    def _infer(self) -> Optional[Detection]:
+    def _infer(self) -> tuple[Optional[Detection], bool]:
+        """One inference step at the current stream position; (detection, frontend restarted)."""
+        frontend = self.frontend
         self._apply_pending()
+        restarted = self.frontend is not frontend
         t0 = time.perf_counter()
         scores = self.model.infer(self._window)
         self.stats.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
@@ -161,11 +183,13 @@ class KeywordSpotter:
         result = self.detector.process(now, scores)
         self.stats.last_top, self.stats.last_score = result.class_index, result.score
         if not result.detected:
-            return None
+            return None, restarted
         if result.reset_frontend:
             self.frontend.reset()
+            self._restart_frontend_at(self._stream_samples)
+            restarted = True
         self.stats.detections += 1
         m = self.model
         return Detection(keyword=m.classes[result.class_index], score=result.score, time_ms=now,
                          class_index=result.class_index, model_name=m.name, model_version=m.version,
-                         model_sha256=m.sha256, device_id=self.device_id)
+                         model_sha256=m.sha256, device_id=self.device_id), restarted
