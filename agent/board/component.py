@@ -1,7 +1,9 @@
 """A board as part of the agent (`keywire-agent run --board serial:/dev/ttyACM0`).
 
 Detect mode: the board runs the model; its detections become `Detection` events with the
-board's identity and go to the agent's sinks (stdout, log, LEDs, MQTT) like local ones. Without
+board's identity and go to the agent's sinks (stdout, log, LEDs, MQTT) like local ones. When the
+agent has a model (--model, or one pushed over MQTT) the board is given the same model over
+serial, once per model; if the board refuses it, it keeps its own and the error is logged. Without
 a local model (`run_board_only`) the board's LED reports are mirrored on the agent's LEDs. Stream mode: the board is the agent's
 audio source (`BoardAudioSource`) and the agent drives the board's LEDs (green = audio
 activity, red = detection).
@@ -18,7 +20,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..errors import AudioError, ConfigError
+from ..errors import AudioError, ConfigError, KeywireError
 from ..events import Detection, EventSink, FanOut
 from ..settings import DetectionSettings
 from ..sources import SourceState
@@ -72,6 +74,10 @@ class BoardComponent:
         self._red_until = 0.0
         self._pushed: dict[int, str] = {}   # crc32 -> sha256 of models pushed by this agent
         self._started = False
+        self._sync_tried: set[int] = set()  # crc32 of agent models already offered to the board
+        self._sync: Optional[threading.Thread] = None
+        self.last_scores: Optional[m.Scores] = None
+        self.sync_error = ""
         self._agent: Any = None
 
     @classmethod
@@ -94,7 +100,8 @@ class BoardComponent:
             self.link.start()
 
     def tick(self, agent, tick) -> None:  # noqa: ANN001
-        if self.mode != m.Mode.STREAM:
+        if self.mode == m.Mode.DETECT:
+            self._sync_model(agent.model.data)
             return
         level = agent.spotter.stats.audio_rms_dbfs if tick.samples else -120.0
         self.link.set_leds(time.monotonic() < self._red_until, level >= self.activity_dbfs)
@@ -120,7 +127,33 @@ class BoardComponent:
                         device_id=self.device_id, source=f"board:{hello.board_id}")
         self._emit(det)
 
+    def _sync_model(self, data: bytes) -> None:
+        """Detect mode: the board runs the agent's model. When the agent's model (from --model,
+        or pushed over MQTT) differs from the board's, send it over serial, once per model."""
+        h = self.link.hello
+        if h is None or (self._sync is not None and self._sync.is_alive()):
+            return
+        crc = zlib.crc32(data)
+        if crc == h.model_crc32 or crc in self._sync_tried or self.link.state.value != "connected":
+            return
+        self._sync_tried.add(crc)
+
+        def push() -> None:
+            try:
+                self._pushed[crc] = hashlib.sha256(data).hexdigest()
+                hello = self.link.push_model(data)
+                self.sync_error = ""
+                log.info("board %s now runs model %r", hello.board_id, hello.model_name)
+            except KeywireError as exc:
+                self.sync_error = str(exc)
+                log.error("board %s keeps model %r: %s", h.board_id, h.model_name, exc)
+
+        self._sync = threading.Thread(target=push, name="board-model-sync", daemon=True)
+        self._sync.start()
+
     def _on_event(self, msg: m.Message) -> None:
+        if isinstance(msg, m.Scores):
+            self.last_scores = msg
         if isinstance(msg, m.Leds) and self.mode == m.Mode.DETECT:
             for responder in self._mirror:
                 for led, on in ((getattr(responder, "red", None), msg.red), (getattr(responder, "green", None), msg.green)):
@@ -146,7 +179,8 @@ class BoardComponent:
                 "model": h.model_name if h else "", "detections": s.detections, "duplicates": s.duplicates,
                 "bad_crc": s.bad_crc, "reconnects": s.reconnects, "board_resets": s.board_resets,
                 "dropped_frames": s.dropped_frames, "board_errors": s.board_errors,
-                "leds": list(self.link.board_leds)}
+                "leds": list(self.link.board_leds), "model_sync_error": self.sync_error,
+                "scores": list(self.last_scores.scores) if self.last_scores else None}
 
 
 def run_board_only(component: BoardComponent, sinks: Sequence[EventSink], stop: threading.Event,

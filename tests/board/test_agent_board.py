@@ -86,3 +86,19 @@ def test_board_only_run_refuses_mqtt_without_a_model(tmp_path):
                         "--fleet", "x", "--state-dir", str(tmp_path)], capture_output=True, text=True, env=env(),
                        timeout=60)
     assert r.returncode == 2 and "--model" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_detect_mode_gives_the_board_the_agents_model(emulator, word_models, words_wav):
+    emu = emulator("--audio", str(words_wav), "--model", str(word_models[0]), "--tail-s", "1.5")
+    agent = subprocess.Popen([*agent_cmd(), "run", "--board", f"serial:{emu.port}", "--model", str(word_models[1]),
+                              "--source", "silence"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env())
+    try:
+        stats = emu.wait_stats()
+    finally:
+        agent.terminate()
+        out, err = agent.communicate(timeout=10)
+    events = read_json_lines(out)
+    assert stats["models_activated"] == 1, err
+    assert events and events[-1]["model_name"] == "words-b"
+    assert events[-1]["model_sha256"] and events[-1]["source"] == "board:brd2601-emulator"
