@@ -130,8 +130,8 @@ class BoardEmulator(BoardHal):
         self._model: Optional[KeywordModel] = None
         self._model_bytes = b""
         if config.model is not None:
-            self._model_bytes = Path(config.model).read_bytes()
-            self._model = KeywordModel.from_bytes(self._model_bytes, source=str(config.model))
+            self._model = KeywordModel.load(config.model)  # ModelError names a missing or bad file
+            self._model_bytes = self._model.data
             if self._model.frontend.sample_rate_hz != 16000:
                 raise ModelError(f"the board's microphone runs at 16 kHz; model {config.model} needs "
                                  f"{self._model.frontend.sample_rate_hz} Hz")
