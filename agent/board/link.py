@@ -234,10 +234,13 @@ class BoardLink:
         return req.answer
 
     def set_params(self, params: m.SetParams) -> bool:
-        """Detection parameters on the board; True when it acknowledged them as valid."""
-        self.settings = _replace(self.settings, params=params)
+        """Detection parameters on the board; True when it acknowledged them as valid (they are
+        then sent again whenever the board restarts)."""
         ans = self.request(params, _ack_for(m.SetParams.TYPE))
-        return isinstance(ans, m.Ack) and ans.status == m.Status.OK
+        ok = isinstance(ans, m.Ack) and ans.status == m.Status.OK
+        if ok:
+            self.settings = _replace(self.settings, params=params)
+        return ok
 
     def push_model(self, data: bytes, chunk_size: int = 1016, timeout_s: float = 0.5,
                    retries: int = 8) -> m.Hello:
@@ -254,7 +257,11 @@ class BoardLink:
             ack = self.request(m.ModelBegin(size, crc), _model_ack(m.Stage.BEGIN), timeout_s, retries)
             self._check_model_ack(ack, "begin", size)
             offset = 0
+            budget = 2 * (size // chunk_size + 1) + retries  # BAD_OFFSET resumes allowed
             while offset < size:
+                budget -= 1
+                if budget < 0:
+                    raise m.BoardError("model transfer: the board keeps asking for other offsets")
                 piece = data[offset:offset + chunk_size]
                 ack = self.request(m.ModelChunk(offset, piece), _chunk_ack(offset + len(piece)), timeout_s, retries)
                 if isinstance(ack, m.ModelAck) and ack.status == m.Status.BAD_OFFSET and ack.next_offset <= size:
