@@ -71,7 +71,10 @@ struct kw_detect_result kw_detector_process(struct kw_detector *d, int64_t now_m
             d->first = (d->first + 1) % KW_DETECT_MAX_RESULTS;
             d->count--;
         }
-        if (d->count < p->minimum_count) return res;
+        if (d->count < p->minimum_count) {
+            memset(d->averaged, 0, sizeof(d->averaged)); /* SCORES then reports zeros, like score 0 */
+            return res;
+        }
         for (c = 0; c < d->n_classes; c++) {
             uint32_t sum = 0;
             for (i = 0; i < d->count; i++) sum += d->scores[(d->first + i) % KW_DETECT_MAX_RESULTS][c];
