@@ -12,7 +12,7 @@ extern "C" {
 #endif
 
 struct kw_ring {
-    int16_t *data;
+    volatile int16_t *data;   /* volatile: sample stores stay ordered before the head update */
     uint32_t mask;
     volatile uint32_t head;   /* written by the producer */
     volatile uint32_t tail;   /* written by the consumer */
