@@ -1,7 +1,7 @@
 """Accuracy on real speakers a recipe never trained on, through `keywire evaluate`'s code path.
 
 Builds (once) a Speech Commands-layout folder of symlinks holding every clip of the recipe's
-held-out test speakers (all words: non-keywords count as `_unknown_`), then evaluates each
+held-out test speakers in its first data folder (the real recordings) (all words: non-keywords count as `_unknown_`), then evaluates each
 given model on it and prints one line per model. Usage (from the repository root):
 
     .venv/bin/python benchmarks/heldout_eval.py training/recipes/on_off.toml MODEL [MODEL ...]
@@ -28,7 +28,7 @@ def heldout_folder(recipe_path: str) -> Path:
     out = REPO / ".cache" / "heldout" / f"{r.name}-{r.fingerprint()}"
     if (out / ".complete").exists():
         return out
-    for root in r.data:
+    for root in r.data[:1]:  # the first data folder holds the real speakers
         for path, word, _spk, split in _scan_folder(Path(root), r.replace(keywords=r.keywords), []):
             if split != "test":
                 continue

@@ -95,20 +95,25 @@ def transfer(
 
     _quiet_tf()
     try:
+        from keywire.training import transfer as tr
+
         overrides = parse_cli_overrides(list(ctx.args))
+        base_path = _base_path(base)
+        params, shape = tr.peek_base(base_path)  # no TensorFlow yet: misfits fail fast
         r = load_recipe(recipe) if recipe else Recipe()
+        fe = tr.base_frontend(params)
         r = r.replace(name=name, keywords=tuple(k.strip() for k in keywords.split(",") if k.strip()),
                       data=tuple(str(d) for d in data), epochs=epochs, learning_rate=learning_rate,
-                      warmup_epochs=0)
+                      warmup_epochs=0, model="transfer", **({"frontend": fe} if fe else {}))
         r = apply_overrides(r, overrides) if overrides else r
         r.validate()
-        from keywire.training import transfer as tr
+        if shape is not None:
+            tr.check_shape(shape, r.frontend, str(base_path))
         from keywire.training.train import check_recipe, train as run
 
-        base_path = _base_path(base)
-        b = tr.load_base(base_path)
-        r = tr.transfer_recipe(r, b, use_base_frontend=not any(k.startswith("frontend.") for k in overrides))
         ds = check_recipe(r)
+        b = tr.load_base(base_path)
+        tr.check_fit(b, r.frontend)
         _say(f"base {b.source}: {b.model.count_params()} parameters, freeze={freeze}")
         result = run(r, out or Path(name), cache_root=cache / "features" if cache else None, progress=_say,
                      factory=tr.factory(b, freeze), dataset=ds, verbose=0 if quiet else 2)

@@ -47,12 +47,27 @@ def _keras2_objects() -> dict[str, Any]:
 
 
 def _load_keras(path: Path) -> Any:
+    """Load a .keras/.h5 model; Keras-2 layers are rebuilt as standard Keras 3 layers so the
+    trained model saves and loads without custom objects."""
     import keras
 
+    objects = _keras2_objects()
     try:
-        return keras.models.load_model(path, custom_objects=_keras2_objects(), compile=False)
+        model = keras.models.load_model(path, custom_objects=objects, compile=False)
     except Exception as exc:  # Keras raises many types for unreadable files
         raise ModelError(f"base model {path} cannot be loaded: {str(exc).splitlines()[0]}") from exc
+    patched = tuple(objects.values())
+    if not any(isinstance(layer, patched) for layer in model.layers):
+        return model
+
+    def standard(layer: Any) -> Any:
+        if isinstance(layer, patched):
+            return keras.layers.DepthwiseConv2D.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    clone = keras.models.clone_model(model, clone_function=standard)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def load_base(path: Path | str) -> Base:
@@ -88,18 +103,51 @@ def load_base(path: Path | str) -> Base:
     raise ConfigError(f"base model {p}: expected a model folder, .keras, .h5 or .mltk.zip")
 
 
-def check_fit(base: Base, fe: FrontendSettings) -> tuple[int, ...]:
-    """The base's input shape; `ConfigError` when it does not fit the frontend's features."""
-    shape = tuple(int(d) for d in base.model.input_shape[1:])
+def peek_base(path: Path | str) -> tuple[dict, Optional[tuple[int, ...]]]:
+    """The base's SL_PARAMSv1 parameters and input shape (batch dropped) from the .tflite that
+    comes with it, without TensorFlow (so a misfit is reported before anything heavy runs);
+    ({}, None) when the base has no .tflite."""
+    from keywire.agent.interpreter import load_interpreter
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"base model {p} not found")
+    data: Optional[bytes] = None
+    if p.is_dir():
+        tfl = sorted(q for q in p.glob("*.tflite") if not q.name.endswith(".float.tflite"))
+        data = tfl[0].read_bytes() if tfl else None
+    elif p.suffix in (".keras", ".h5") and p.with_suffix(".tflite").exists():
+        data = p.with_suffix(".tflite").read_bytes()
+    elif p.name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(p) as z:
+                names = [n for n in z.namelist() if n.endswith(".tflite")]
+                data = z.read(names[0]) if names else None
+        except zipfile.BadZipFile as exc:
+            raise ModelError(f"base archive {p} is not a readable zip") from exc
+    if data is None:
+        return {}, None
+    shape = tuple(int(d) for d in load_interpreter(data).get_input_details()[0]["shape"][1:])
+    return read_params(data), shape
+
+
+def check_shape(shape: tuple[int, ...], fe: FrontendSettings, source: str) -> None:
+    """`ConfigError` when a base input shape does not fit the frontend's features."""
     n = 1
     for d in shape:
         n *= d
     if n != fe.n_frames * fe.n_channels or fe.n_frames not in shape:
         raise ConfigError(
-            f"base model {base.source} takes input {list(shape)} but the frontend gives "
+            f"base model {source} takes input {list(shape)} but the frontend gives "
             f"{fe.n_frames} frames x {fe.n_channels} channels (fe.sample_length_ms={fe.sample_length_ms}, "
             f"fe.window_step_ms={fe.window_step_ms}, fe.filterbank_n_channels={fe.filterbank_n_channels}); "
             "use the base's frontend settings")
+
+
+def check_fit(base: Base, fe: FrontendSettings) -> tuple[int, ...]:
+    """The base's input shape; `ConfigError` when it does not fit the frontend's features."""
+    shape = tuple(int(d) for d in base.model.input_shape[1:])
+    check_shape(shape, fe, base.source)
     return shape
 
 
@@ -145,9 +193,8 @@ def factory(base: Base, freeze: str = "none", dropout: float = 0.2):
     return make
 
 
-def transfer_recipe(recipe: Recipe, base: Base, use_base_frontend: bool = True) -> Recipe:
-    """The recipe with the base's frontend (when known) and model name set; shape checked."""
-    if use_base_frontend and base.frontend is not None:
-        recipe = recipe.replace(frontend=base.frontend)
-    check_fit(base, recipe.frontend)
-    return recipe.replace(model="transfer")
+def base_frontend(params: dict) -> Optional[FrontendSettings]:
+    """The frontend a base model was trained with, from its parameters (None when unknown)."""
+    if not any(k.startswith("fe.") for k in params):
+        return None
+    return FrontendSettings.from_params(params)

@@ -1,0 +1,67 @@
+"""Recipes: TOML parsing, CLI overrides, and errors that name the field."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keywire.agent.errors import ConfigError
+from keywire.training.recipe import (Recipe, apply_overrides, from_dict, load_recipe,
+                                     parse_cli_overrides)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "r.toml"
+    p.write_text(text)
+    return p
+
+
+def test_bundled_recipes_load_and_resolve_data_paths() -> None:
+    for p in sorted((REPO / "training" / "recipes").glob("*.toml")):
+        r = load_recipe(p)
+        assert r.keywords and r.classes[: len(r.keywords)] == r.keywords
+        assert all(Path(d).is_absolute() for d in r.data)
+
+
+def test_recipe_round_trips_through_toml(tmp_path: Path) -> None:
+    r = from_dict({"name": "x", "data": ["/d"], "keywords": ["on", "off"], "epochs": 3,
+                   "frontend": {"window_step_ms": 20, "fe.filterbank_n_channels": 40},
+                   "augmentation": {"copies": 2, "speed": [0.8, 1.2]},
+                   "model_options": {"filters": [8, 8, 8]}})
+    assert r.frontend.window_step_ms == 20 and r.frontend.filterbank_n_channels == 40
+    assert r.classes == ("on", "off", "_unknown_", "_silence_")
+    again = load_recipe(write(tmp_path, r.to_toml()))
+    assert again.to_dict() == r.to_dict()
+
+
+def test_cli_overrides_set_nested_fields() -> None:
+    r = Recipe(data=("/d",), keywords=("a",))
+    o = parse_cli_overrides(["--epochs", "7", "--augmentation.copies=1", "--frontend.pcan-enable", "true",
+                             "--keywords", "x,y", "--model_options.filters", "[4, 4, 4]"])
+    r2 = apply_overrides(r, o)
+    assert (r2.epochs, r2.augmentation.copies, r2.frontend.pcan_enable) == (7, 1, True)
+    assert r2.keywords == ("x", "y") and r2.model_options == {"filters": [4, 4, 4]}
+
+
+@pytest.mark.parametrize("text, field", [
+    ('keywords = ["a"]\ndata = ["."]\nepochs_ = 3\n', "epochs_"),
+    ('keywords = ["a"]\ndata = ["."]\n[frontend]\nwindow_step = 20\n', "frontend.window_step"),
+    ('keywords = ["a"]\ndata = ["."]\n[augmentation]\ncopies = "many"\n', "augmentation.copies"),
+    ('keywords = []\ndata = ["."]\n', "keywords"),
+    ('keywords = ["a"]\ndata = ["."]\nlr_schedule = "linear"\n', "lr_schedule"),
+    ('keywords = ["a"]\ndata = ["."]\nvalidation_percentage = 60\ntesting_percentage = 50\n', "validation_percentage"),
+    ('keywords = ["a"]\ndata = ["."]\n[frontend]\nfilterbank_upper_band_limit = 9000.0\n', "upper_band_limit"),
+])
+def test_recipe_errors_name_the_field(tmp_path: Path, text: str, field: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_recipe(write(tmp_path, text))
+    assert field in str(e.value) and "\n" not in str(e.value)
+
+
+def test_typo_gets_a_suggestion(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        load_recipe(write(tmp_path, 'keywords = ["a"]\ndata = ["."]\nepochz = 3\n'))
+    with pytest.raises(ConfigError, match="did you mean --batch_size"):
+        parse_cli_overrides(["--batch_sise", "3"])
