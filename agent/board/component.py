@@ -10,6 +10,7 @@ activity, red = detection).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -93,6 +94,7 @@ class BoardComponent:
             self._agent = agent
             if self.mode == m.Mode.STREAM:
                 agent.sinks.add(self)  # red LED on the board for the agent's detections
+                agent.sinks = _BoardTagged(agent.sinks, self.link)  # heard by the board: its identity
             # With a local pipeline the agent's LEDs show local audio (red also blinks for board
             # detections, which reach the LED sink); board-only runs mirror the board's LEDs.
         if not self._started:
@@ -201,6 +203,30 @@ def run_board_only(component: BoardComponent, sinks: Sequence[EventSink], stop: 
         component.close()
         component.sinks.close()
     return 0
+
+
+class _BoardTagged:
+    """Stream mode: the agent's detections come from the board's microphone, so they carry the
+    board's identity as `source` (like relayed ones); everything else is the wrapped FanOut."""
+
+    def __init__(self, inner: FanOut, link: BoardLink) -> None:
+        self.inner = inner
+        self.link = link
+
+    def emit(self, detection: Detection) -> None:
+        if detection.source == "local":
+            detection = dataclasses.replace(detection, source=f"board:{self.link.board_id}")
+        self.inner.emit(detection)
+
+    def add(self, sink: EventSink) -> None:
+        self.inner.add(sink)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    @property
+    def sinks(self) -> list:
+        return self.inner.sinks
 
 
 def board_for_agent(config) -> BoardComponent:  # noqa: ANN001 - AgentConfig

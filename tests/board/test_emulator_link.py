@@ -63,6 +63,7 @@ def test_stream_mode_agent_runs_the_model_and_drives_the_board_leds(emulator, wo
         out, err = agent.communicate(timeout=10)
     events = read_json_lines(out)
     assert [e["keyword"] for e in events] == ["speech"] * 3, err
+    assert {e["source"] for e in events} == {"board:brd2601-emulator"}
     assert stats["board"]["audio_frames"] > 300  # 20 ms frames for the whole clip
     assert stats["red_on"] == 3                 # agent: red = detection
     assert stats["green_on"] >= 3               # agent: green = audio activity
