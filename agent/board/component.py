@@ -188,18 +188,37 @@ class BoardComponent:
 def run_board_only(component: BoardComponent, sinks: Sequence[EventSink], stop: threading.Event,
                    others: Sequence[Any] = (), status_every_s: float = 60.0) -> int:
     """Detect mode without a local model: relay the board's detections until `stop` is set.
-    LED responders among `others` mirror the board's LEDs; the rest need an `Agent` (MQTT
-    and systemd components attach to the audio loop), so they are not started here."""
+
+    LED responders among `others` mirror the board's LEDs. A systemd notifier among them (the
+    service component's `notifier`) gets READY=1 once the board is connected, STATUS= lines, and
+    WATCHDOG=1 while frames keep arriving from the board (the link pings it every 250 ms).
+    MQTT needs the agent's loop and is refused by `run_board_only_cli`."""
     component.sinks = FanOut(sinks)
     component._mirror.extend(c for c in others if hasattr(c, "red") and hasattr(c, "green"))
+    notifiers = [c.notifier for c in others if hasattr(getattr(c, "notifier", None), "heartbeat")]
     component.start(None)
-    last = time.monotonic()
+    last = last_status = time.monotonic()
+    ready = False
     try:
         while not stop.wait(0.2):
-            if time.monotonic() - last >= status_every_s:
-                last = time.monotonic()
+            now = time.monotonic()
+            link = component.link
+            text = (f"board {link.board_id} {link.state.value}, {link.stats.detections} detections, "
+                    f"{link.stats.reconnects} reconnects")
+            for n in notifiers:
+                if not ready and link.state.value == "connected":
+                    n.ready(text)
+                n.heartbeat(link.stats.frames_rx, link.stats.frames_rx)
+                if now - last_status >= 1.0:
+                    n.status(text)
+            ready = ready or link.state.value == "connected"
+            last_status = now if now - last_status >= 1.0 else last_status
+            if now - last >= status_every_s:
+                last = now
                 log.info("board status %s", component.status())
     finally:
+        for n in notifiers:
+            n.stopping()
         component.close()
         component.sinks.close()
     return 0

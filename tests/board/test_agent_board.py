@@ -102,3 +102,35 @@ def test_detect_mode_gives_the_board_the_agents_model(emulator, word_models, wor
     assert stats["models_activated"] == 1, err
     assert events and events[-1]["model_name"] == "words-b"
     assert events[-1]["model_sha256"] and events[-1]["source"] == "board:brd2601-emulator"
+
+
+def test_board_only_run_tells_systemd_ready_and_pings_the_watchdog(emulator, word_models, word_wav, tmp_path):
+    import socket
+
+    emu = emulator("--audio", str(word_wav), "--model", str(word_models[0]), "--tail-s", "2.5")
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    agent = subprocess.Popen([*agent_cmd(), "run", "--board", f"serial:{emu.port}"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=dict(env(), NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="1000000"))
+    messages: list[str] = []
+    try:
+        while emu.proc.poll() is None:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=10)
+        try:
+            while True:
+                messages.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+        sock.close()
+    assert any(msg.startswith("READY=1") and "board brd2601-emulator connected" in msg for msg in messages), messages
+    assert sum(msg == "WATCHDOG=1" for msg in messages) >= 3
+    assert messages[-1].startswith("STOPPING=1")
