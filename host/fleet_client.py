@@ -34,6 +34,7 @@ class FleetClient:
         self.last_message = time.monotonic()
         self.reconnected = threading.Event()
         self._outstanding: list = []
+        self._refreshing: list[str] = []
         self.link = MqttLink(settings, on_message=self._on_message, on_connect=self._on_connect)
 
     def connect(self, timeout: float = 10.0) -> "FleetClient":
@@ -80,6 +81,16 @@ class FleetClient:
                 self.on_other(topic, payload)
         except MessageError:
             pass  # a foreign or malformed message on a fleet topic is not the host's problem
+
+    def refresh_status(self, devices: list[str]) -> None:
+        """Ask the broker again for these devices' retained status (subscribing to a topic
+        delivers its retained message): a live update the broker dropped, e.g. past its queue
+        limit while thousands of devices reported at once, is recovered from the retained copy."""
+        if self._refreshing:
+            self.link.client.unsubscribe(self._refreshing)
+        self._refreshing = [self.topics.device(d).status for d in devices]
+        if self._refreshing:
+            self.link.client.subscribe([(t, 1) for t in self._refreshing])
 
     def settle(self, quiet_s: float = 0.5, max_s: float = 3.0) -> None:
         """Wait until retained messages stopped arriving (quiet for `quiet_s`)."""

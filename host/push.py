@@ -5,7 +5,9 @@
    topic of each device, group or the whole fleet (retained, so offline devices pick it up).
 3. With `canary=N`: first N devices only; the rest only if all N report the model active.
 4. Follow per-device progress until every target reports the model active or failed, or the
-   wait ends. If the broker restarts meanwhile, chunks and manifests are published again.
+   wait ends; devices still pending are re-read from their retained status every few seconds
+   (a broker may drop live reports past its queue limit). If the broker restarts meanwhile,
+   chunks and manifests are published again.
 """
 from __future__ import annotations
 
@@ -225,11 +227,17 @@ class PushEngine:
         return topics
 
     def _wait(self, client: FleetClient, m: Manifest, chunks: list[bytes], devices: list[str],
-              published: list[str], deadline: float) -> None:
+              published: list[str], deadline: float, refresh_s: float = 3.0, batch: int = 100) -> None:
+        next_refresh = time.monotonic() + refresh_s
         while time.monotonic() < deadline:
             with self._lock:
-                if all(self._progress[d].done for d in devices):
-                    return
+                pending = [d for d in devices if not self._progress[d].done]
+            if not pending:
+                client.refresh_status([])
+                return
+            if time.monotonic() >= next_refresh:
+                client.refresh_status(pending[:batch])
+                next_refresh = time.monotonic() + refresh_s
             if client.reconnected.is_set():
                 # the broker restarted: it may have lost retained messages, so send them again
                 client.reconnected.clear()

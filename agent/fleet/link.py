@@ -192,8 +192,12 @@ class MqttLink:
         self._connected.clear()
         if self.state is not LinkState.CLOSED:
             self.state = LinkState.DISCONNECTED
-            self.last_error = f"disconnected: {reason_code}"
-            log.warning("MQTT %s; reconnecting with backoff", self.last_error)
+            self.last_error = f"disconnected: {reason_code}" if self.connects else \
+                f"connection closed by the broker ({reason_code}; TLS or authentication refused?)"
+            # before the first connection this is a failed attempt (e.g. TLS handshake refused)
+            log.log(logging.WARNING if self.connects else logging.DEBUG, "MQTT %s; reconnecting with backoff",
+                    self.last_error)
+        self._attempted.set()
 
     def _handle_connect_fail(self, client, userdata) -> None:
         self.last_error = "connection failed"

@@ -50,7 +50,8 @@ class PushReceiver:
 
     def __init__(self, device: DeviceTopics, groups: tuple[str, ...], store: ModelStore,
                  trusted: Mapping[str, Ed25519PublicKey], profile: Callable[[], DeviceProfile],
-                 transport: Transport, activate: Activate, report: Report, window: int = 4) -> None:
+                 transport: Transport, activate: Activate, report: Report, window: int = 4,
+                 report_interval_s: float = 1.0) -> None:
         self.device = device
         self.fleet = FleetTopics(device.fleet)
         self.groups = groups
@@ -61,6 +62,8 @@ class PushReceiver:
         self.activate = activate
         self.report = report
         self.window = max(1, window)
+        self.report_interval_s = report_interval_s
+        self._last_report = 0.0
         self._candidates: dict[str, Manifest] = {}
         self._handled: set[tuple[str, float]] = set()
         self._manifest: Optional[Manifest] = None
@@ -194,7 +197,8 @@ class PushReceiver:
             self._finish()
         else:
             self._fill_window()
-            self._progress(RECEIVING)
+            if time.monotonic() - self._last_report >= self.report_interval_s:
+                self._progress(RECEIVING)  # acknowledgements are throttled: thousands of devices, one host
 
     def _finish(self) -> None:
         m, staging = self._manifest, self._staging
@@ -227,6 +231,7 @@ class PushReceiver:
         m, staging = self._manifest, self._staging
         if m is None or staging is None:
             return
+        self._last_report = time.monotonic()
         self.report(Progress(self.device.device_id, m.sha256, state, len(staging.have), m.n_chunks,
                              reason=reason, version=m.version, time=time.time()))
 
