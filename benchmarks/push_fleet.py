@@ -226,7 +226,7 @@ def main() -> int:
                           f"success {r['success_rate'] * 100:.1f}%, all active after {r['time_to_all_s']} s "
                           f"(half after {r['time_to_50pct_s']} s), broker traffic {r['broker_bytes_per_device']} B/device "
                           f"for a {r['model_bytes']} B model in {r['chunks']} chunks: overhead {r['wire_overhead_pct']}% "
-                          f"(payload+topic only: {r['payload_overhead_pct']}%)", flush=True)
+                          f"(payload+topic only: {r['payload_overhead_pct']}%); host command done after {r['push_seconds']} s", flush=True)
                     for dev, why in list(r["failures"].items())[:10]:
                         print(f"      FAILED {dev}: {why}")
     return 0 if all(r["success_rate"] == 1.0 for r in rows) else 1
