@@ -97,6 +97,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         from .fleet.service import prepare_agent_config
 
         config = prepare_agent_config(config)  # a pushed model in the state dir wins over --model
+        overrides["model"] = config.model      # and stays the model a reload (SIGHUP) reads
     logging.getLogger().setLevel(getattr(logging, config.log_level.upper(), logging.INFO) if not a.debug
                                  else logging.DEBUG)
     sinks: list = [LogSink()]

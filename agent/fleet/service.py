@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..config import AgentConfig, DetectionOverrides
-from ..errors import ConfigError, KeywireError
+from ..errors import ConfigError, KeywireError, ModelError
 from ..events import Detection
 from ..model import KeywordModel
 from .atomic import write_atomic
 from .errors import FleetError, MessageError, ModelRejected
 from .hass import discovery_messages
 from .link import MqttLink, MqttSettings
-from .manifest import Manifest
+from ..params import read_params
+from .manifest import Manifest, sha256_hex
 from .messages import ACTIVE, REJECTED, ROLLED_BACK, SCHEMA_VERSION, Command, ModelInfo, Progress, Reply, Status, dumps
 from .receiver import PushReceiver
 from .selftest import DeviceProfile, self_test
@@ -83,7 +84,8 @@ class FleetConfig:
 
 def prepare_agent_config(cfg: AgentConfig) -> AgentConfig:
     """Before the agent loads its model: count this start against a pending pushed model
-    (rolling back one that keeps failing) and run the store's active model if there is one."""
+    (rolling back one that keeps failing) and run the store's active model if there is one,
+    through the stable path `<state_dir>/models/active.tflite` (so a reload reads the current one)."""
     if not cfg.mqtt.url:
         return cfg
     if not cfg.state_dir:
@@ -91,12 +93,20 @@ def prepare_agent_config(cfg: AgentConfig) -> AgentConfig:
     store = ModelStore(Path(cfg.state_dir))
     if store.note_boot():
         log.warning("the pushed model kept failing after activation; rolled back to the previous model")
-    path = store.active_path()
-    if path is not None:
-        return dataclasses.replace(cfg, model=str(path))
-    if not cfg.model:
-        raise ConfigError("no model given (--model) and none installed in the state directory")
-    return cfg
+    if store.state().active is None:  # first start: the --model becomes the store's active model
+        if not cfg.model:
+            raise ConfigError("no model given (--model) and none installed in the state directory")
+        try:
+            data = Path(cfg.model).read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read model {cfg.model}: {exc.strerror}") from None
+        params = read_params(data)
+        store.adopt(data, ModelInfo(str(params.get("name") or Path(cfg.model).stem), str(params.get("version", "")),
+                                    sha256_hex(data), tuple(str(c) for c in params.get("classes", ()))))
+    path = store.sync_active_link()
+    if path is None:
+        raise ModelError(f"no intact model in {store.dir}")
+    return dataclasses.replace(cfg, model=str(path))
 
 
 @dataclass

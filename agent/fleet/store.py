@@ -4,6 +4,8 @@ Layout under `<state_dir>/models/`:
 
     <sha256>.tflite   complete, verified model files (written atomically)
     current.json      which is active and which is the previous one (replaced atomically)
+    active.tflite     hard link to the active model: a stable path for the agent config and
+                      for reloads (follows current.json; repaired at start after a crash)
     staging/<sha256>/ chunks of a transfer in progress (kept across restarts to resume)
 
 `current.json` is the single switch: a crash or power cut at any moment leaves it naming
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +79,31 @@ class ModelStore:
 
     def _save(self, state: StoreState) -> StoreState:
         write_atomic(self._current, state.to_json())
+        self.sync_active_link(state)
         return state
+
+    @property
+    def active_link(self) -> Path:
+        return self.dir / "active.tflite"
+
+    def sync_active_link(self, state: Optional[StoreState] = None) -> Optional[Path]:
+        """Point active.tflite at the intact active (else previous) model; atomic rename."""
+        st = state or self.state()
+        for info in (st.active, st.previous):
+            if info and self.verify_file(info.sha256):
+                target = self.path_of(info.sha256)
+                try:
+                    if os.path.samefile(self.active_link, target):
+                        return self.active_link
+                except OSError:
+                    pass
+                tmp = self.dir / f".active.tmp{os.getpid()}"
+                tmp.unlink(missing_ok=True)
+                os.link(target, tmp)
+                os.replace(tmp, self.active_link)
+                fsync_dir(self.dir)
+                return self.active_link
+        return None
 
     def path_of(self, sha256: str) -> Path:
         return self.dir / f"{sha256}.tflite"
@@ -155,7 +182,7 @@ class ModelStore:
         st = self.state()
         keep = {i.sha256 for i in (st.active, st.previous) if i}
         for p in self.dir.glob("*.tflite"):
-            if p.stem not in keep:
+            if p.stem not in keep and p != self.active_link:
                 p.unlink(missing_ok=True)
         for p in self.dir.glob(".*.tmp*"):
             p.unlink(missing_ok=True)

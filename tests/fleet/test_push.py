@@ -1,12 +1,17 @@
 """Model push end to end: host CLI -> real mosquitto -> real agent processes."""
 from __future__ import annotations
 
+import signal
+import time
+
+from keywire.agent.fleet.messages import Command
+
 from .conftest import FLEET, device_status, run_keywire
 
 
-def test_push_activates_new_model_and_keeps_previous(broker, start_agent, observe, fleet_models, keys):
+def test_push_activates_new_model_and_keeps_previous(broker, start_agent, observe, fleet_models, keys, tmp_path):
     obs = observe(broker)
-    start_agent(broker, "dev1")
+    agent = start_agent(broker, "dev1")
     obs.wait_for(lambda: (device_status(obs, "dev1") or {}).get("online"), what="dev1 online")
     r = run_keywire("push", str(fleet_models.v2), "--mqtt", broker.url, "--fleet", FLEET, "--key", str(keys[0]),
                     "--device", "dev1", "--wait", "60")
@@ -17,3 +22,14 @@ def test_push_activates_new_model_and_keeps_previous(broker, start_agent, observ
     assert st["online"] is True
     assert st["previous_model"]["version"] == "1"
     assert st["last_push"]["state"] == "active"
+    # a reload (SIGHUP) keeps the pushed model: the agent runs <state>/models/active.tflite
+    agent.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    obs.publish(f"keywire/{FLEET}/device/dev1/cmd", Command("status", "s1").to_json())
+    obs.wait_for(lambda: any(r["id"] == "s1" for r in obs.json_on("/dev1/reply")), what="reply")
+    assert device_status(obs, "dev1")["model"]["version"] == "2"
+    assert "reloaded configuration" in agent.log()
+    assert (tmp_path / "state-dev1" / "models" / "active.tflite").read_bytes() == fleet_models.v2.read_bytes()
+    agent.stop()
+    agent = start_agent(broker, "dev1")            # and so does a restart
+    obs.wait_for(lambda: [e for e in agent.detections() if e["model_version"] == "2"], what="v2 after restart")

@@ -23,12 +23,14 @@ def test_install_keeps_previous_and_rollback(tmp_path):
     assert st.active.version == "2" and st.previous.version == "1" and st.pending
     s.confirm()
     s.install(c, info(c, "3"), issued_at=20.0)
-    assert {p.name for p in s.dir.glob("*.tflite")} == {f"{info(b, '2').sha256}.tflite", f"{info(c, '3').sha256}.tflite"}
+    assert {p.name for p in s.dir.glob("*.tflite")} == {f"{info(b, '2').sha256}.tflite", f"{info(c, '3').sha256}.tflite",
+                                                      "active.tflite"}
+    assert s.active_link.read_bytes() == c
     back = s.rollback()
     assert back.version == "2" and s.state().active.version == "2" and s.state().previous is None
     assert info(c, "3").sha256 in s.state().rejected
     assert s.state().issued_at == 20.0
-    assert s.active_path().read_bytes() == b
+    assert s.active_path().read_bytes() == b and s.active_link.read_bytes() == b
 
 
 def test_pending_model_that_keeps_failing_is_rolled_back(tmp_path):
