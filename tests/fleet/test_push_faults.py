@@ -238,3 +238,27 @@ def test_garbage_on_every_subscribed_topic(broker, start_agent, observe, fleet_m
     obs.publish(T.chunk(m.sha256, 5), chunks[5], retain=True)          # the real transfer still completes
     wait_state(obs, m.sha256, "active")
     obs.wait_for(lambda: model_version(obs) == "2", what="v2 after the garbage")
+
+
+def test_new_model_that_keeps_crashing_the_agent_is_rolled_back(broker, start_agent, observe, fleet_models, keys,
+                                                                 tmp_path):
+    """An agent that dies twice before a new model proved healthy (10 s of inferences) goes
+    back to the last-known-good model at its next start, and never retries the bad one."""
+    obs = observe(broker)
+    state = tmp_path / "state"
+    agent = start_agent(broker, "dev1", state_dir=state)
+    online(obs)
+    m, _ = send_model(obs, fleet_models.v2, keys[0])
+    obs.wait_for(lambda: model_version(obs) == "2", what="v2 active")
+    for _ in range(2):
+        agent.kill()                                  # crash while v2 is still pending
+        assert ModelStore(state).state().pending
+        obs.messages.clear()
+        agent = start_agent(broker, "dev1", state_dir=state)
+        online(obs)
+    assert model_version(obs) == "1"
+    st = ModelStore(state).state()
+    assert st.active.version == "1" and m.sha256 in st.rejected
+    p = wait_state(obs, m.sha256, "rejected")          # the retained desired v2 is refused, not retried
+    assert "failed on this device before" in p["reason"]
+    assert "rolled back" in agent.log()
