@@ -10,7 +10,7 @@ import os
 import resource
 import time
 from collections import Counter, defaultdict, deque
-from typing import Deque, Optional, Sequence
+from typing import Deque, Sequence
 
 import numpy as np
 

@@ -1,7 +1,6 @@
 """The event spool: ordered, durable across restarts, torn tails dropped, bounded."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
