@@ -64,6 +64,7 @@ class Recipe:
     model_options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the builder
     epochs: int = 40
     batch_size: int = 64
+    epoch_passes: int = 1                 # visits of each training clip per epoch (a random copy each time)
     learning_rate: float = 0.005
     lr_schedule: str = "cosine"           # cosine | step | constant
     warmup_epochs: int = 1
@@ -112,7 +113,7 @@ class Recipe:
                 raise ConfigError(f"recipe field 'keywords': {k!r} is not a keyword name")
         if not self.data:
             raise ConfigError("recipe field 'data' is empty: name at least one dataset folder")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "epoch_passes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"recipe field '{name}' must be positive, got {getattr(self, name)}")
         if self.learning_rate <= 0:
@@ -298,6 +299,8 @@ def apply_overrides(recipe: Recipe, overrides: Mapping[str, Any]) -> Recipe:
             nested.setdefault(section, {})[sub] = value
         else:
             nested[key] = value
+    if "model" in nested and nested["model"] != recipe.model:
+        recipe = recipe.replace(model_options={})  # the recipe's options belong to its own model
     return from_dict(nested, base=recipe, source="command line")
 
 

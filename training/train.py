@@ -131,19 +131,20 @@ def _batches(recipe: Recipe, data: PreparedData, binary: bool, n_classes: int):
         def __init__(self) -> None:
             super().__init__()
             self.rng = np.random.default_rng(recipe.seed)
-            self.order = np.arange(len(y))
+            self.order = np.tile(np.arange(len(y)), recipe.epoch_passes)
             self.on_epoch_end()
 
         def __len__(self) -> int:
-            return max(1, math.ceil(len(y) / recipe.batch_size))
+            return max(1, math.ceil(len(self.order) / recipe.batch_size))
 
         def on_epoch_end(self) -> None:
             self.rng.shuffle(self.order)
-            self.copy = self.rng.integers(0, x.shape[1], size=len(y))
+            self.copy = self.rng.integers(0, x.shape[1], size=len(self.order))
 
         def __getitem__(self, i: int):
-            idx = self.order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-            xb = x[idx, self.copy[idx]].copy()
+            sl = slice(i * recipe.batch_size, (i + 1) * recipe.batch_size)
+            idx = self.order[sl]
+            xb = x[idx, self.copy[sl]].copy()
             if a.time_masks or a.freq_masks:
                 spec_augment(xb, self.rng, a, fill=-128.0)
             yb = _targets(y[idx], n_classes, binary, recipe.label_smoothing)
