@@ -1,4 +1,4 @@
-"""Fleet commands: `keywire push`, `keywire keys generate`, `keywire fleet status`, `keywire watch`."""
+"""Fleet commands: `keywire push`, `keywire keys generate`, `keywire fleet status|command`, `keywire watch`."""
 from __future__ import annotations
 
 import json
@@ -133,6 +133,39 @@ def fleet_status_cmd(
         typer.echo(json.dumps([r.to_dict() for r in rows], indent=1))
     else:
         typer.echo(format_rows(rows) if rows else f"no device of fleet {fleet!r} has reported to this broker")
+
+
+@fleet_app.command("command")
+def fleet_command(
+    action: Annotated[str, typer.Argument(help="reload | set_detection | rollback | status")],
+    mqtt: Mqtt, fleet: Fleet,
+    device: Annotated[str, typer.Option("--device", help="Device id.")],
+    threshold: Annotated[Optional[int], typer.Option("--threshold", help="set_detection: threshold 0-255.")] = None,
+    window_ms: Annotated[Optional[int], typer.Option("--window-ms", help="set_detection: averaging window.")] = None,
+    suppression_ms: Annotated[Optional[int], typer.Option("--suppression-ms", help="set_detection: suppression.")] = None,
+    minimum_count: Annotated[Optional[int], typer.Option("--minimum-count", help="set_detection: results needed.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the device's reply.")] = 10.0,
+    ca: Ca = None, cert: Cert = None, cert_key: CertKey = None, username: User = None, password: Password = None,
+    protocol: Protocol = "3.1.1",
+) -> None:
+    """Send a remote command to one device and print its reply (exit 0 only if it succeeded)."""
+    from keywire.agent.errors import ConfigError
+
+    from . import cli
+    from .fleet_view import send_command
+
+    detection = {k: v for k, v in (("detection_threshold", threshold), ("average_window_duration_ms", window_ms),
+                                   ("suppression_ms", suppression_ms), ("minimum_count", minimum_count)) if v is not None}
+    try:
+        if action not in ("reload", "set_detection", "rollback", "status"):
+            raise ConfigError(f"unknown command {action!r} (reload, set_detection, rollback, status)")
+        reply = send_command(_settings(mqtt, "command", ca, cert, cert_key, username, password, protocol), fleet,
+                             device, action, detection, timeout)
+    except KeywireError as exc:
+        raise cli.fail(exc) from None
+    typer.echo(f"{device}: {action}: {'ok' if reply.ok else 'FAILED: ' + reply.reason}")
+    if not reply.ok:
+        raise typer.Exit(6)
 
 
 def watch(

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 from keywire.agent.events import Detection
+from keywire.agent.fleet.errors import FleetError
 from keywire.agent.fleet.link import MqttSettings
+from keywire.agent.fleet.messages import Command, Reply
+from keywire.agent.fleet.topics import check_name
 
 from .fleet_client import FleetClient
 
@@ -52,6 +56,28 @@ def fleet_status(settings: MqttSettings, fleet: str, settle_s: float = 0.5) -> l
             detections_per_hour=round(sum(t.detections_per_hour.values()), 2) if t else 0.0,
             groups=s.groups, reason=s.reason))
     return rows
+
+
+def send_command(settings: MqttSettings, fleet: str, device: str, action: str, detection: dict,
+                 timeout: float = 10.0) -> Reply:
+    """Publish a command to one device and wait for its reply (matched by command id)."""
+    cid = uuid.uuid4().hex[:12]
+    cmd = Command(action, cid, detection)
+    Command.from_dict(cmd.to_dict())  # the same checks the device applies
+    client = FleetClient(settings, fleet).connect()
+    try:
+        client.publish(client.topics.device(check_name("device id", device)).command, cmd.to_json())
+        client.flush()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with client.lock:
+                reply = next((r for r in client.replies if r.id == cid), None)
+            if reply is not None:
+                return reply
+            time.sleep(0.05)
+    finally:
+        client.close()
+    raise FleetError(f"no reply from {device} within {timeout:.0f} s (offline?)")
 
 
 def format_rows(rows: list[DeviceRow], now: Optional[float] = None) -> str:

@@ -108,3 +108,14 @@ def test_status_watch_keys_telemetry_discovery_mqtt5(broker, start_agent, observ
     assert w.returncode == 0 and len(lines) == 2 and all(x["device_id"] == "dev1" for x in lines)
     r = run_keywire("fleet", "status", "--mqtt", "mqtt://127.0.0.1:1", "--fleet", FLEET)
     assert r.returncode != 0 and "cannot connect" in r.stderr and "Traceback" not in r.stderr
+    # remote commands from the host command line
+    r = run_keywire("fleet", "command", "set_detection", "--mqtt", broker.url, "--fleet", FLEET, "--device", "dev1",
+                    "--threshold", "240")
+    assert r.returncode == 0 and "dev1: set_detection: ok" in r.stdout, r.stdout + r.stderr
+    obs.wait_for(lambda: device_status(obs, "dev1")["detection"]["detection_threshold"] == 240, what="240")
+    r = run_keywire("fleet", "command", "set_detection", "--mqtt", broker.url, "--fleet", FLEET, "--device", "dev1",
+                    "--threshold", "300")
+    assert r.returncode == 6 and "FAILED" in r.stdout and "0-255" in r.stdout
+    r = run_keywire("fleet", "command", "status", "--mqtt", broker.url, "--fleet", FLEET, "--device", "ghost",
+                    "--timeout", "1")
+    assert r.returncode != 0 and "no reply from ghost" in r.stderr
