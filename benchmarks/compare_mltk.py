@@ -236,6 +236,44 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def summary_markdown(results: list[dict], snr: float, target: float, base_gap: str) -> str:
+    """Compact tables for docs: every model per keyword at one SNR, and the spacing check."""
+    def pct(v: Optional[float]) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v * 100:.1f}%"
+
+    lines = [f"| keyword | model | n | recall (own settings) | FA/h (own) | FRR @ 1 FA/h (sweep) "
+             f"| FRR @ {target:g} FA/h (sweep) | calibrated FRR | calibrated FA/h |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = []
+    for r in results:
+        for cond, kws in r["conditions"].items():
+            if cond.split("/")[1] != f"snr{snr:g}":
+                continue
+            for kw, v in kws.items():
+                rows.append((SC_WORDS.index(kw), r["origin"] != "keywire", kw, r, v))
+    for _, _, kw, r, v in sorted(rows, key=lambda t: (t[0], t[1], t[3]["name"])):
+        lines.append(f"| {kw} | {r['origin']} {r['name']} | {v['occurrences']} | {pct(v['recall'])} "
+                     f"| {v['fa_per_hour']:.2f} | {pct(v['frr_at_1_fa_h'])} | {pct(v[f'frr_at_{target:g}_fa_h'])} "
+                     f"| {pct(v['calibrated_frr'])} | {v['calibrated_fa_per_hour']:.2f} |")
+    variants = sorted({c.split("/")[1] for r in results for c in r["conditions"] if "_gap" in c})
+    if variants:
+        lines += ["", f"Spacing check at {snr:g} dB, recall at the model's own settings (and FRR @ 1 FA/h):", "",
+                  f"| keyword | model | gaps {base_gap} s | " + " | ".join(
+                      f"gaps {v.split('_gap')[1]} s" for v in variants) + " |",
+                  "|---|---|" + "---:|" * (len(variants) + 1)]
+        for r in results:
+            groups = sorted({c.split("/")[0] for c in r["conditions"]})
+            for g in groups:
+                base = r["conditions"].get(f"{g}/snr{snr:g}", {})
+                for kw, v in base.items():
+                    cells = [f"{pct(v['recall'])} ({pct(v['frr_at_1_fa_h'])})"]
+                    for var in variants:
+                        w = r["conditions"].get(f"{g}/{var}", {}).get(kw)
+                        cells.append("n/a" if w is None else f"{pct(w['recall'])} ({pct(w['frr_at_1_fa_h'])})")
+                    lines.append(f"| {kw} | {r['origin']} {r['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _f(v: Optional[float]) -> str:
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.0f}"
 
@@ -259,7 +297,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--target", type=float, default=0.5, help="calibration target, FA/hour per keyword")
     ap.add_argument("--tolerance", type=float, default=se.DEFAULT_TOLERANCE_S)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--summarize", nargs="+", default=None,
+                    help="only print the summary tables of earlier compare_mltk.json files")
     args = ap.parse_args(argv)
+    if args.summarize:
+        results = [r for f in args.summarize for r in json.loads(Path(f).read_text())["results"]]
+        print(summary_markdown(results, args.cal_snr, args.target, f"{args.gap[0]:g}-{args.gap[1]:g}"))
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     models = [(Path(p), "keywire") for p in args.keywire]
@@ -276,7 +320,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                                                            "results": results}, indent=1, default=str))
     md = markdown(results, args)
     (out / "compare_mltk.md").write_text(md + "\n")
-    print(md)
+    summary = summary_markdown(results, args.cal_snr, args.target, f"{args.gap[0]:g}-{args.gap[1]:g}")
+    (out / "compare_mltk_summary.md").write_text(summary + "\n")
+    print(summary)
     return 0
 
 

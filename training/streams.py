@@ -9,8 +9,9 @@ module builds such streams reproducibly from a seed:
   around `background_dbfs` and cross-faded into the next;
 * *positive* streams: keyword clips (Speech Commands layout: `DIR/<keyword>/*.wav`) added
   onto the bed at random, varied gaps, each scaled so that the RMS of its voiced part is
-  `snr_db` above the RMS of the background under it; ground truth (start/end of the voiced
-  part) is recorded per occurrence;
+  `snr_db` above the RMS of the background under it (voiced part +- 0.5 s); ground truth
+  (start/end of the voiced part) is recorded per occurrence. The background around each
+  keyword does not depend on the gaps, so two spacings differ in the spacing only;
 * *background* streams: the bed alone, for false accepts per hour.
 
 Streams save as WAV plus an Audacity label file (`start<TAB>end<TAB>keyword`, seconds) and
@@ -37,6 +38,7 @@ AUDIO_SUFFIXES = (".wav",)
 _FRAME_S = 0.010  # energy frame for voiced-part detection
 _VOICED_DB_BELOW_PEAK = 30.0  # frames within this of the loudest frame are "voiced"
 _FADE_S = 0.020  # cross-fade between background segments
+PRE_ROLL_S = 1.0  # background of a keyword's own tile before its voiced part (see _positive_stream)
 
 
 # ----------------------------------------------------------------------------- audio io
@@ -292,8 +294,9 @@ class StreamConfig:
     lead_in_s: float = 2.0  # background before the first keyword
 
     def validate(self) -> None:
-        if not 0 < self.min_gap_s <= self.max_gap_s:
-            raise ConfigError(f"gap range {self.min_gap_s}-{self.max_gap_s} s is invalid")
+        if not PRE_ROLL_S + 0.6 <= self.min_gap_s <= self.max_gap_s:
+            raise ConfigError(f"gap range {self.min_gap_s}-{self.max_gap_s} s is invalid (the shortest "
+                              f"gap is {PRE_ROLL_S + 0.6:g} s)")
         if not 0 < self.min_segment_s <= self.max_segment_s:
             raise ConfigError("segment length range is invalid")
         if self.stream_s <= 0 or self.sample_rate <= 0:
@@ -370,34 +373,51 @@ def build_positive_streams(clips: Sequence[KeywordClip], pool: BackgroundPool, c
 
 def _positive_stream(clips: Sequence[KeywordClip], pool: BackgroundPool, config: StreamConfig,
                      name: str, index: int) -> Stream:
+    """One positive stream built from *tiles*, one per keyword: `PRE_ROLL_S` of background,
+    the voiced part, then the rest of the gap. Each tile's background comes from its own
+    seed and is prefix-stable (a longer tile only adds audio at its end), so the background
+    under and just before every keyword, and with it the keyword's gain, is the same whatever
+    the spacing: changing only the gaps changes only the spacing."""
     sr = config.sample_rate
     rng = np.random.default_rng(_sub_seed(config.seed, "layout", index, config.min_gap_s, config.max_gap_s))
+    group = name.split("_snr")[0]
     audio = [_cached_audio(str(c.path), sr) for c in clips]
     spans = [voiced_span(a, sr) for a in audio]
-    # place the voiced parts: lead-in, then gap ~ U(min_gap, max_gap) between voiced parts
-    t = config.lead_in_s
-    places = []
-    for a, (v0, v1) in zip(audio, spans):
-        start = int(t * sr) - v0  # clip start so that its voiced part begins at t
-        places.append(max(0, start))
-        t = (max(0, start) + v1) / sr + rng.uniform(config.min_gap_s, config.max_gap_s)
-    n = int(t * sr)
-    bed = background_bed(pool, n, np.random.default_rng(_sub_seed(config.seed, "bed", name.split("_snr")[0],
-                                                                   index, n)), config)
+    pre = int(PRE_ROLL_S * sr)
+    lead = int(config.lead_in_s * sr)
+    beds = [background_bed(pool, lead, np.random.default_rng(_sub_seed(config.seed, "lead", group, index)), config)]
+    starts = []  # voiced start of each keyword, absolute samples
+    pos = lead
+    fade = max(1, int(_FADE_S * sr))
+    ramp = np.linspace(0.0, 1.0, fade)
+    for k, (a, (v0, v1)) in enumerate(zip(audio, spans)):
+        gap = int(rng.uniform(config.min_gap_s, config.max_gap_s) * sr)
+        n = pre + (v1 - v0) + (gap - pre)
+        tile_rng = np.random.default_rng(_sub_seed(config.seed, "tile", group, index, k, clips[k].path.name))
+        tile = background_bed(pool, n, tile_rng, config)
+        tile[:fade] *= ramp
+        tile[-fade:] *= ramp[::-1]
+        beds.append(tile)
+        starts.append(pos + pre)
+        pos += n
+    bed = np.concatenate(beds)
+    n = len(bed)
     mix = bed.copy()
     occ = []
     pad = int(0.5 * sr)
     floor = 32768.0 * 10 ** ((config.background_dbfs - 30.0) / 20)
-    for c, a, (v0, v1), p in zip(clips, audio, spans, places):
+    for c, a, (v0, v1), vstart in zip(clips, audio, spans, starts):
+        p = vstart - v0  # clip start so that its voiced part begins at vstart
         voiced = a[v0:v1].astype(np.float64)
         kr = np.sqrt(np.mean(voiced * voiced)) if len(voiced) else 0.0
-        lo, hi = max(0, p + v0 - pad), min(n, p + v1 + pad)
+        lo, hi = max(0, vstart - pad), min(n, vstart + (v1 - v0) + pad)
         br = max(floor, float(np.sqrt(np.mean(bed[lo:hi] ** 2))) if hi > lo else 0.0)
         gain = (br * 10 ** (config.snr_db / 20) / kr) if kr > 0 else 0.0
         seg = a.astype(np.float64) * gain
-        end = min(n, p + len(seg))
-        mix[p:end] += seg[: end - p]
-        occ.append(Occurrence(c.keyword, (p + v0) / sr, (p + v1) / sr, source=f"{c.keyword}/{c.path.name}",
+        s0 = max(0, p)
+        e0 = min(n, p + len(seg))
+        mix[s0:e0] += seg[s0 - p:e0 - p]
+        occ.append(Occurrence(c.keyword, vstart / sr, (vstart + v1 - v0) / sr, source=f"{c.keyword}/{c.path.name}",
                               snr_db=config.snr_db))
     return Stream(name=name, samples=_to_int16(mix), sample_rate=sr, occurrences=tuple(occ),
                   kind="positive", snr_db=config.snr_db, seed=config.seed)

@@ -115,7 +115,8 @@ def test_tiny_model_streaming_report(traces, small_plan):
         assert r.recall >= report.conditions["snr0"][kw].recall
         if r.hits:  # detections come after the word starts, within the matching tolerance
             assert -1000 < r.latency_ms["median"] < 1000
-    assert sum(clean[k].hits for k in ("yes", "no")) >= 2  # a broken pipeline finds none
+    # somewhere on the sweep the model finds keywords (a broken pipeline finds none)
+    assert min(p.frr for k in ("yes", "no") for p in clean[k].det) < 0.7
     text = report.to_text()
     assert "snr20_gap2-3" in text and "FRR@1" in text
     d = report.to_dict()

@@ -107,3 +107,21 @@ def test_speaker_split_keeps_voices_apart(sc_folder):
     a, b = st.speaker_split(clips, 0.5)
     assert a and b and len(a) + len(b) == len(clips)
     assert not {c.speaker for c in a} & {c.speaker for c in b}
+
+
+def test_changing_only_the_gaps_keeps_each_keyword_and_its_surroundings(sc_folder, background_folder):
+    clips = st.keyword_clips(sc_folder)
+    pool = _pool(background_folder)
+    cfg = st.StreamConfig(seed=9, snr_db=5.0, stream_s=1000.0)
+    [dense] = st.build_positive_streams(clips, pool, cfg.with_(min_gap_s=2.0, max_gap_s=3.0))
+    [sparse] = st.build_positive_streams(clips, pool, cfg.with_(min_gap_s=8.0, max_gap_s=16.0))
+    assert sparse.duration_s > dense.duration_s + 5 * len(clips)
+    sr = cfg.sample_rate
+    for a, b in zip(dense.occurrences, sparse.occurrences):
+        assert (a.keyword, a.source) == (b.keyword, b.source)
+        assert a.end_s - a.start_s == pytest.approx(b.end_s - b.start_s, abs=1e-6)
+        wa = dense.samples[int(round((a.start_s - 0.5) * sr)):int(round((a.end_s + 0.5) * sr))]
+        wb = sparse.samples[int(round((b.start_s - 0.5) * sr)):int(round((b.end_s + 0.5) * sr))]
+        assert np.array_equal(wa, wb)  # same keyword, same gain, same background around it
+    with pytest.raises(ConfigError, match="shortest gap"):
+        cfg.with_(min_gap_s=1.0, max_gap_s=2.0)
