@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import resource
+import threading
 import time
 from collections import Counter, defaultdict, deque
 from typing import Deque, Sequence
@@ -33,11 +34,12 @@ def cpu_seconds() -> float:
 
 
 class TelemetryMeter:
-    """Accumulates one reporting interval."""
+    """Accumulates one reporting interval (fed from the audio thread, read by the fleet worker)."""
 
     def __init__(self, device_id: str, clock=time.monotonic) -> None:
         self.device_id = device_id
         self._clock = clock
+        self._lock = threading.Lock()
         self._start = self._born = clock()
         self._cpu0 = cpu_seconds()
         self._inferences0 = 0
@@ -49,17 +51,27 @@ class TelemetryMeter:
 
     def observe(self, audio_dbfs: float) -> None:
         """One pass of the audio loop with its level."""
+        with self._lock:
+            self._observe(audio_dbfs)
+
+    def _observe(self, audio_dbfs: float) -> None:
         self._level_sum += audio_dbfs
         self._level_n += 1
         self._active_n += audio_dbfs > ACTIVITY_DBFS
 
     def count_detection(self, keyword: str) -> None:
-        self.totals[keyword] += 1
-        self._hour.append((self._clock(), keyword))
+        with self._lock:
+            self.totals[keyword] += 1
+            self._hour.append((self._clock(), keyword))
 
     def report(self, inferences: int, latencies_ms: Sequence[float], dropped_audio: int,
                spool_pending: int) -> Telemetry:
         """The interval's figures; starts the next interval."""
+        with self._lock:
+            return self._report(inferences, latencies_ms, dropped_audio, spool_pending)
+
+    def _report(self, inferences: int, latencies_ms: Sequence[float], dropped_audio: int,
+                spool_pending: int) -> Telemetry:
         now = self._clock()
         dt = max(now - self._start, 1e-6)
         while self._hour and self._hour[0][0] < now - 3600:
