@@ -88,3 +88,18 @@ def test_keys_refuse_overwrite_and_private_key_is_private(tmp_path):
     assert (priv.stat().st_mode & 0o777) == 0o600
     with pytest.raises(ConfigError, match="already exists"):
         generate_keys(tmp_path)
+
+
+def test_mqtt_settings_from_url():
+    from keywire.agent.fleet.link import MqttSettings
+
+    assert MqttSettings("mqtt://broker.lan").endpoint() == ("broker.lan", 1883, False, "", "")
+    assert MqttSettings("mqtts://u%40x:p%3Aw@10.0.0.2").endpoint() == ("10.0.0.2", 8883, True, "u@x", "p:w")
+    assert MqttSettings("mqtt://h:1999", ca="/ca.pem").endpoint()[1:3] == (1999, True)
+    for bad in ("http://h", "mqtt://", "mqtt://h:port", "h:1883"):
+        with pytest.raises(ConfigError):
+            MqttSettings(bad).validate()
+    with pytest.raises(ConfigError, match="protocol"):
+        MqttSettings("mqtt://h", protocol="4").validate()
+    with pytest.raises(ConfigError, match="both cert and key"):
+        MqttSettings("mqtt://h", cert="/c.pem").validate()

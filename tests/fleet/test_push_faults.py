@@ -206,8 +206,10 @@ def test_oversize_and_unservable_models_are_refused(broker, start_agent, observe
     assert model_version(obs) == "1"
     # a rejected model is not retried; a good one still goes through
     r = run_keywire("push", str(fleet_models.v2), "--mqtt", broker.url, "--fleet", FLEET, "--key", str(keys[0]),
-                    "--device", "dev1", "--wait", "30")
+                    "--device", "dev1", "--wait", "30", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)
+    assert res["ok"] and res["version"] == "2" and res["devices"] == {"dev1": {"state": "active", "reason": ""}}
 
 
 def test_garbage_on_every_subscribed_topic(broker, start_agent, observe, fleet_models, keys, tmp_path):
