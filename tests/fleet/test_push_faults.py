@@ -3,6 +3,7 @@ out-of-order chunks, bad signatures, oversize and unservable models, garbage on 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import random
 import time
@@ -133,7 +134,7 @@ def test_agent_killed_during_install_keeps_a_whole_model(broker, start_agent, ob
         obs.messages.clear()
         agent = start_agent(broker, "dev1", state_dir=state)       # finishes from what is on disk
         obs.wait_for(lambda: model_version(obs) == m.version, what=f"v{m.version} active after restart")
-        assert ModelStore(state).state().active.sha256 == m.sha256 and data
+        assert ModelStore(state).state().active.sha256 == m.sha256 == hashlib.sha256(data).hexdigest()
         agent.stop()
 
 
