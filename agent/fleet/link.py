@@ -179,14 +179,14 @@ class MqttLink:
             return
         self.state = LinkState.CONNECTED
         self.connects += 1
-        self._connected.set()
-        self._attempted.set()
         log.info("connected to %s:%d (%s)", self._host, self._port, "reconnect" if self.connects > 1 else "first")
         if self._on_connect:
             try:
-                self._on_connect()
+                self._on_connect()  # subscriptions are queued before anyone waiting may publish
             except Exception:
                 log.exception("on_connect handler failed")
+        self._connected.set()
+        self._attempted.set()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
