@@ -237,8 +237,7 @@ def train(recipe: Recipe, out_dir: Path, cache_root: Optional[Path] = None,
                      callbacks=callbacks, verbose=verbose)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     best = keras.models.load_model(keras_path, compile=False) if keras_path.exists() else model
-    if not keras_path.exists():
-        best.save(keras_path)
+    best.save(keras_path)  # weights only, no optimizer state: a third of the checkpoint's size
     result = export_model_dir(recipe, best, data, out_dir, history, binary)
     result.seconds = time.monotonic() - t0
     report = dict(result.report)
