@@ -200,6 +200,11 @@ class Agent:
         for cb in self.reload_callbacks:
             cb(self, ok)
 
+    def component_status(self) -> dict[str, dict]:
+        """Status of components that report one (`status_key` + `status()`), e.g. the board link."""
+        return {c.status_key: c.status() for c in self.components  # type: ignore[attr-defined]
+                if getattr(c, "status_key", None) and callable(getattr(c, "status", None))}
+
     # ---------------------------------------------------------------- events
     def emit(self, detection: Detection) -> None:
         """Hand a detection to every sink (also used for detections relayed from a board)."""

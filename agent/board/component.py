@@ -62,6 +62,8 @@ class BoardAudioSource:
 class BoardComponent:
     """AgentComponent owning the board link. Build with `from_config`."""
 
+    status_key = "board"  # its `status()` goes into the device's MQTT status
+
     def __init__(self, spec: BoardSpec, mode: m.Mode, device_id: str,
                  detection: Optional[DetectionSettings] = None, activity_dbfs: float = -50.0) -> None:
         params = m.SetParams.from_settings(detection) if detection is not None else None

@@ -117,6 +117,7 @@ class Status(Message):
     groups: tuple[str, ...] = ()
     last_push: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    board: Optional[dict[str, Any]] = None   # BRD2601 link state when a board is attached
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -143,6 +144,7 @@ class Status(Message):
             groups=tuple(str(g) for g in groups),
             last_push=_typed(obj, "last_push", dict, t, optional=True) or {},
             reason=str(obj.get("reason", "")),
+            board=_typed(obj, "board", dict, t, optional=True),
         )
 
 

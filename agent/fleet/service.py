@@ -309,7 +309,7 @@ class FleetService:
                       previous_model=self.store.state().previous, detection=detection,
                       uptime_s=round(time.monotonic() - agent.started_at, 3) if agent is not None else 0.0,
                       software_version=self.version, groups=self.config.groups, last_push=dict(self.last_push),
-                      reason=self.reason)
+                      reason=self.reason, board=agent.component_status().get("board") if agent is not None else None)
 
     def _publish_status(self) -> None:
         if self.link is not None:

@@ -33,10 +33,13 @@ def test_board_detections_reach_mqtt_with_the_board_identity(broker, emulator, w
                    f'[board]\nport = "serial:{emu.port}"\nmode = "detect"\n'
                    f'[mqtt]\nurl = "{broker.url}"\nfleet = "boardtest"\n')
     events: list[dict] = []
+    statuses: list[dict] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    client.on_message = lambda c, u, msg: events.append(json.loads(msg.payload))
+    client.on_message = lambda c, u, msg: (statuses if msg.topic.endswith("/status") else events).append(
+        json.loads(msg.payload))
     client.connect("127.0.0.1", int(broker.url.rsplit(":", 1)[1]))
     client.subscribe("keywire/boardtest/device/+/event", qos=1)
+    client.subscribe("keywire/boardtest/device/+/status", qos=1)
     client.loop_start()
     agent = subprocess.Popen([*agent_cmd(), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env())
@@ -52,6 +55,8 @@ def test_board_detections_reach_mqtt_with_the_board_identity(broker, emulator, w
     assert [(e["keyword"], e["source"], e["device_id"]) for e in events] == [
         ("speech", "board:brd2601-emulator", "pi-board")] * 3, err
     assert len(read_json_lines(out)) == 3
+    boards = [s["board"] for s in statuses if s.get("online") and s.get("board")]
+    assert boards and boards[-1]["port"] == emu.port and boards[-1]["mode"] == "detect"
 
 
 def test_board_only_run_mirrors_the_board_leds(emulator, word_models, words_wav, tmp_path):
