@@ -208,10 +208,11 @@ def run_model(path: Path, origin: str, mat: Material, args: argparse.Namespace, 
                         "calibrated_latency_median_ms": c.latency_ms["median"],
                         "hours": r.hours}
         out["conditions"][cond] = rows
-        if "_gap" not in cond:
-            det_plot[cond] = {kw: own[kw] for kw in rows}
+        if "_gap" not in cond:  # one panel per SNR holding all of the model's keywords
+            det_plot.setdefault(cond.split("/")[1], {}).update({kw: own[kw] for kw in rows})
     if det_plot and args.plots:
         Path(args.plots).mkdir(parents=True, exist_ok=True)
+        det_plot = {c: det_plot[c] for c in sorted(det_plot, key=lambda c: float(c[3:]))}
         se.plot_det(det_plot, Path(args.plots) / f"det_{origin}_{model.name}.png",
                     title=f"{origin} {model.name}: FRR vs FA/hour (own settings, threshold sweep)")
     return out
