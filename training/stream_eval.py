@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
@@ -481,6 +482,9 @@ def stream_set_from_saved(streams: Sequence[Stream]) -> StreamSet:
     for s in streams:
         if s.kind != "background":
             name = f"snr{s.snr_db:g}" if s.snr_db is not None else "saved"
+            gap = re.search(r"_gap([0-9.]+-[0-9.]+)_", s.name)  # spacing-check streams keep their label
+            if gap:
+                name += f"_gap{gap.group(1)}"
             pos.setdefault(name, []).append(s)
             snr_of[name] = s.snr_db if s.snr_db is not None else float("nan")
     if not bg:
