@@ -354,6 +354,21 @@ def keyword_results(traces: Sequence[ScoreTrace], classes: Sequence[str], settin
     return out
 
 
+def false_accept_sources(trace: ScoreTrace, stream: Stream, classes: Sequence[str],
+                         settings: DetectionSettings) -> dict[str, dict[str, int]]:
+    """keyword -> {background source: false accepts} on a background stream (which material
+    makes a model fire: noise, `_unknown_` words, synthetic passages, ...)."""
+    out: dict[str, dict[str, int]] = {}
+    starts = np.array([seg[0] for seg in stream.segments])
+    for e in detect_events(trace, classes, settings):
+        t = e.time_ms / 1000.0
+        i = int(np.searchsorted(starts, t, side="right")) - 1
+        src = stream.segments[i][2] if i >= 0 else "unknown"
+        kw = out.setdefault(classes[e.class_index], {})
+        kw[src] = kw.get(src, 0) + 1
+    return out
+
+
 # ----------------------------------------------------------------------------- plots
 def plot_det(results: Mapping[str, Mapping[str, KeywordResult]], path, title: str = "") -> None:
     """DET curves (FRR vs FA/hour, log x) per keyword; one panel per condition."""

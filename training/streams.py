@@ -148,6 +148,8 @@ class Stream:
     kind: str = "positive"  # "positive" or "background"
     snr_db: Optional[float] = None
     seed: int = 0
+    # background streams: (start_s, end_s, source) of each background segment
+    segments: tuple[tuple[float, float, str], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def duration_s(self) -> float:
@@ -273,7 +275,7 @@ class BackgroundPool:
         if len(x) > max_samples:
             off = int(rng.integers(0, len(x) - max_samples + 1))
             x = x[off:off + max_samples]
-        return x.astype(np.float64), f.name
+        return x.astype(np.float64), f"{f.parent.name}/{f.name}"
 
 
 # ----------------------------------------------------------------------------- building
@@ -313,8 +315,10 @@ def _sub_seed(*parts: object) -> int:
 
 
 def background_bed(pool: BackgroundPool, n_samples: int, rng: np.random.Generator,
-                   config: StreamConfig) -> np.ndarray:
-    """`n_samples` of background (float64): random segments at random levels, cross-faded."""
+                   config: StreamConfig, segments: Optional[list] = None) -> np.ndarray:
+    """`n_samples` of background (float64): random segments at random levels, cross-faded.
+    With `segments`, appends (start_s, end_s, source) per segment, for attributing false
+    accepts (source: the file, or the folder when short clips are strung together)."""
     sr = config.sample_rate
     fade = max(1, int(_FADE_S * sr))
     out = np.zeros(n_samples + fade, dtype=np.float64)
@@ -322,13 +326,15 @@ def background_bed(pool: BackgroundPool, n_samples: int, rng: np.random.Generato
     ramp = np.linspace(0.0, 1.0, fade)
     while pos < n_samples:
         want = int(rng.uniform(config.min_segment_s, config.max_segment_s) * sr)
-        seg, _ = pool.segment(rng, want)
+        seg, source = pool.segment(rng, want)
         # short files (1 s words) are strung together until the segment is long enough
         pieces = [seg]
+        sources = [source]
         total = len(seg)
         while total < want:
-            s, _ = pool.segment(rng, want - total)
+            s, source = pool.segment(rng, want - total)
             pieces.append(s)
+            sources.append(source)
             total += len(s)
         seg = np.concatenate(pieces)[:want]
         level = config.background_dbfs + rng.uniform(-config.background_jitter_db, config.background_jitter_db)
@@ -341,6 +347,10 @@ def background_bed(pool: BackgroundPool, n_samples: int, rng: np.random.Generato
             seg[-fade:] *= ramp[::-1]
         end = min(len(out), pos + len(seg))
         out[pos:end] += seg[: end - pos]
+        if segments is not None and pos < n_samples:
+            folders = {src.split("/")[0] for src in sources}
+            label = sources[0] if len(sources) == 1 else (folders.pop() + "/*" if len(folders) == 1 else "mixed")
+            segments.append((pos / sr, min(end, n_samples) / sr, label))
         pos += max(1, len(seg) - fade)
     return out[:n_samples]
 
@@ -435,8 +445,10 @@ def build_background_streams(pool: BackgroundPool, hours: float, config: StreamC
     for k, start in enumerate(range(0, total, per)):
         n = min(per, total - start)
         rng = np.random.default_rng(_sub_seed(config.seed, "background", k))
-        out.append(Stream(name=f"{name}_{k:03d}", samples=_to_int16(background_bed(pool, n, rng, config)),
-                          sample_rate=config.sample_rate, kind="background", seed=config.seed))
+        segs: list = []
+        bed = background_bed(pool, n, rng, config, segs)
+        out.append(Stream(name=f"{name}_{k:03d}", samples=_to_int16(bed), sample_rate=config.sample_rate,
+                          kind="background", seed=config.seed, segments=tuple(segs)))
     return out
 
 

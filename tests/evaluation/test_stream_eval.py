@@ -122,3 +122,16 @@ def test_tiny_model_streaming_report(traces, small_plan):
     d = report.to_dict()
     assert d["conditions"]["snr0"]["yes"]["occurrences"] == 6
     assert len(d["conditions"]["snr0"]["yes"]["det"]) == 256
+
+
+def test_false_accepts_are_attributed_to_background_sources(traces):
+    model, sset, bg, _ = traces
+    loose = model.detection.replace(average_window_duration_ms=200, minimum_count=1, detection_threshold=20,
+                                    suppression_ms=100)
+    stream, trace = sset.background[0], bg[0]
+    sources = se.false_accept_sources(trace, stream, model.classes, loose)
+    events = se.detect_events(trace, model.classes, loose)
+    assert events, "the loose settings fire on the background"
+    assert sum(n for kw in sources.values() for n in kw.values()) == len(events)
+    known = {src for _, _, src in stream.segments}
+    assert all(src in known for kw in sources.values() for src in kw)

@@ -125,3 +125,14 @@ def test_changing_only_the_gaps_keeps_each_keyword_and_its_surroundings(sc_folde
         assert np.array_equal(wa, wb)  # same keyword, same gain, same background around it
     with pytest.raises(ConfigError, match="shortest gap"):
         cfg.with_(min_gap_s=1.0, max_gap_s=2.0)
+
+
+def test_background_streams_record_their_segments(background_folder):
+    cfg = st.StreamConfig(seed=5, stream_s=30.0)
+    [s] = st.build_background_streams(_pool(background_folder), 30 / 3600, cfg)
+    assert s.segments and s.segments[0][0] == 0.0
+    assert all(a[1] > a[0] for a in s.segments) and s.segments[-1][1] == pytest.approx(30.0)
+    assert {src.split("/")[0] for _, _, src in s.segments} == {"background"}
+    assert any(src.endswith(".wav") for _, _, src in s.segments)
+    again = st.build_background_streams(_pool(background_folder), 30 / 3600, cfg)[0]
+    assert np.array_equal(again.samples, s.samples) and again.segments == s.segments
