@@ -126,8 +126,8 @@ def test_tiny_model_streaming_report(traces, small_plan):
 
 def test_false_accepts_are_attributed_to_background_sources(traces):
     model, sset, bg, _ = traces
-    loose = model.detection.replace(average_window_duration_ms=200, minimum_count=1, detection_threshold=20,
-                                    suppression_ms=100)
+    loose = model.detection.replace(average_window_duration_ms=0, minimum_count=0, detection_threshold=0,
+                                    suppression_ms=0)
     stream, trace = sset.background[0], bg[0]
     sources = se.false_accept_sources(trace, stream, model.classes, loose)
     events = se.detect_events(trace, model.classes, loose)
