@@ -174,9 +174,9 @@ def build_model(recipe: Recipe, factory: Optional[ModelFactory] = None):
 def check_recipe(recipe: Recipe) -> Dataset:
     """Everything that can be checked before training: recipe fields, model name, data."""
     recipe.validate()
-    zoo.resolve(recipe.model) if recipe.model != "transfer" else None
-    ds = load_dataset(recipe)
-    return ds
+    if recipe.model != "transfer":  # transfer runs bring their own model factory
+        zoo.resolve(recipe.model)
+    return load_dataset(recipe)
 
 
 def train(recipe: Recipe, out_dir: Path, cache_root: Optional[Path] = None,
