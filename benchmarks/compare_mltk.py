@@ -164,6 +164,17 @@ def build_material(args: argparse.Namespace, groups: Sequence[str]) -> Material:
     return m
 
 
+def _category(source: str) -> str:
+    folder, _, name = source.partition("/")
+    if folder == "tts":
+        return "synthetic passages"
+    if folder in ("_unknown_", "_silence_") or source == "mixed":
+        return "_unknown_/_silence_ clips"
+    if folder == "background_noise":
+        return Path(name).stem
+    return source
+
+
 def model_groups(model: KeywordModel, groups: Sequence[str]) -> list[str]:
     return [g for g in groups if set(GROUPS[g]) & set(model.classes)]
 
@@ -188,6 +199,15 @@ def run_model(path: Path, origin: str, mat: Material, args: argparse.Namespace, 
     out: dict = {"origin": origin, "name": model.name, "path": str(path), "sha256": model.sha256,
                  "classes": list(model.classes), "detection": model.detection.to_params(),
                  "calibrated": cal.to_dict(), "scoring_cpu_s": round(cpu, 1), "conditions": {}}
+    # which background material makes the model fire (own settings, evaluation background)
+    sources: dict[str, dict[str, int]] = {}
+    for stream, trace in zip(mat.eval_bg, eval_bg):
+        for kw, counts in se.false_accept_sources(trace, stream, model.classes, model.detection).items():
+            for src, n in counts.items():
+                cat = _category(src)
+                sources.setdefault(kw, {})[cat] = sources.setdefault(kw, {}).get(cat, 0) + n
+    out["fa_sources_own"] = sources
+    log(f"{model.name}: false accepts on the evaluation background by source: {sources}")
     plans = se.EvalPlan(snr_db=tuple(args.snr), hours=args.hours, tolerance_s=args.tolerance)
     det_plot: dict = {}
     for cond, traces in eval_pos.items():
