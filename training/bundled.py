@@ -49,3 +49,14 @@ def model_path(name: str) -> Path:
             return m.path
     known = ", ".join(m.name for m in list_models()) or "none"
     raise ConfigError(f"no bundled model named {name!r} (bundled: {known})")
+
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+
+
+def sample_path(name: str = "sample") -> Path:
+    """A bundled sample WAV (speech12 keywords spoken by espeak-ng, see samples/make_sample.py)."""
+    f = SAMPLES_DIR / f"{name}.wav"
+    if not f.is_file():
+        raise ConfigError(f"no bundled sample {name!r} in {SAMPLES_DIR}")
+    return f
