@@ -114,3 +114,18 @@ def test_empty_keyword_folder_is_named(keywire_cli, tiny_dataset: Path, tmp_path
     recipe.write_text(f'keywords = ["yes", "no"]\ndata = ["{d}"]\n')
     r = keywire_cli("train", str(recipe), timeout=120)
     assert r.returncode == 2 and f"{d / 'no'}" in r.stderr and "holds no WAV" in r.stderr
+
+
+def test_single_keyword_binary_model(keywire_cli, tiny_dataset: Path, cache_dir: Path, tmp_path: Path) -> None:
+    """The TFLite-tutorial style detector: one sigmoid output, classes [keyword]."""
+    recipe = tmp_path / "bin.toml"
+    recipe.write_text(f'name = "bin"\nkeywords = ["yes"]\ndata = ["{tiny_dataset}"]\nmodel = "binary_cnn"\n'
+                      'epochs = 20\nlearning_rate = 0.01\nseed = 2\n'
+                      '[frontend]\nwindow_size_ms = 30\nwindow_step_ms = 20\nfilterbank_n_channels = 40\n'
+                      '[augmentation]\ncopies = 1\n')
+    r = keywire_cli("train", str(recipe), "--out", str(tmp_path / "b"), "--cache", str(cache_dir), "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = KeywordModel.load(tmp_path / "b" / "bin.tflite")
+    assert m.classes == ("yes",) and m.output.shape == (1, 1)
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["validation"]["classes"] == ["yes"] and report["validation"]["accuracy"] >= 0.6
