@@ -37,7 +37,12 @@ def _converter(model: Any):
 
 
 def _convert(conv: Any) -> bytes:
-    return bytes(conv.convert())
+    """Convert, keeping Keras' export summary (printed to stdout) out of the user's output."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return bytes(conv.convert())
 
 
 def to_int8_tflite(model: Any, representative: np.ndarray, mfcc: bool = False) -> bytes:
