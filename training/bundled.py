@@ -42,6 +42,9 @@ def list_models() -> list[BundledModel]:
     return out
 
 
+bundled_models = list_models  # the name the first version of this module used
+
+
 def model_path(name: str) -> Path:
     """Path of a bundled model's .tflite; `ConfigError` naming the known models otherwise."""
     for m in list_models():
