@@ -31,6 +31,7 @@ SYSUSERS_FILE = "/etc/sysusers.d/keywire-agent.conf"
 # audio: ALSA capture; dialout: the BRD2601's USB serial port; gpio: GPIO character devices (Pi OS).
 WANTED_GROUPS = ("audio", "dialout", "gpio")
 HOME_PREFIXES = ("/home/", "/root/", "/run/user/")
+PRIVATE_TMP_PREFIXES = ("/tmp/", "/var/tmp/")
 
 
 class ServiceInstallError(KeywireError):
@@ -367,6 +368,11 @@ def unit_options_for(req: InstallRequest) -> UnitOptions:
             raise ServiceInstallError(
                 f"user {req.user} cannot run {exec_path}: {blocked} is in the way of {path}; "
                 "install keywire where the service can read it, e.g. a venv under /opt/keywire")
+    hidden = [p for p in paths if p.startswith(PRIVATE_TMP_PREFIXES)]
+    if hidden:
+        raise ServiceInstallError(
+            f"{hidden[0]} is under a temporary directory, which the unit's PrivateTmp=yes hides from "
+            "the service; install keywire elsewhere, e.g. a venv under /opt/keywire")
     return UnitOptions(
         exec_path=exec_path,
         config_path=req.config_path,

@@ -154,3 +154,17 @@ def _group_exists(name: str) -> bool:
         return True
     except KeyError:
         return False
+
+
+def test_agent_under_tmp_is_refused(tmp_path: Path):
+    """PrivateTmp=yes hides /tmp from the service: such an agent could never start."""
+    d = Path(tempfile.mkdtemp(dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        agent = d / "keywire-agent"
+        agent.write_text("#!/bin/sh\nexit 0\n")
+        agent.chmod(0o755)
+        res = run("install-service", "--root", str(tmp_path), "--exec", str(agent))
+        assert res.returncode == 5 and "PrivateTmp=yes" in res.stderr and res.stderr.count("\n") == 1
+    finally:
+        shutil.rmtree(d)

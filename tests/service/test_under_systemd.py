@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import subprocess
 import tempfile
 import time
@@ -61,6 +62,9 @@ def _usable() -> str:
         return "needs root"
     if Path("/run/systemd/system").exists():
         return "the host runs systemd itself; a second one could disturb its cgroups"
+    if str(Path(sys.executable).resolve()).startswith(("/tmp/", "/var/tmp/")) or \
+            str(Path(sys.prefix)).startswith(("/tmp/", "/var/tmp/")):
+        return "the checkout's venv is under /tmp, which the unit's PrivateTmp=yes hides"
     if not SYSTEMD.exists() or shutil.which("unshare") is None or shutil.which("nsenter") is None:
         return "needs systemd, unshare and nsenter installed"
     return ""
