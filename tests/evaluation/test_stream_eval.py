@@ -107,7 +107,9 @@ def test_tiny_model_streaming_report(traces, small_plan):
         assert r.occurrences == 6
         assert r.hours == pytest.approx(report.hours_background + sum(t.duration_s for t in pos["snr20"]) / 3600)
         assert len(r.det) == 256 and r.det[-1].frr == 1.0 and r.det[-1].fa_per_hour == 0.0
-        assert [p.frr for p in r.det] == sorted(p.frr for p in r.det)
+        # Not monotone in general: with suppression, a lower threshold can fire early (a false
+        # accept) and suppress the later hit, so only the bounds are fixed.
+        assert all(0.0 <= p.frr <= 1.0 and p.fa_per_hour >= 0.0 for p in r.det)
         # the figures at the model's settings are one point of the sweep
         at = r.det[120]
         assert (at.frr, at.fa_per_hour) == (pytest.approx(r.frr), pytest.approx(r.fa_per_hour))
