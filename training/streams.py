@@ -32,7 +32,9 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from keywire.agent.errors import AudioError, ConfigError
+from keywire.agent.errors import ConfigError
+
+from . import audio
 
 AUDIO_SUFFIXES = (".wav",)
 _FRAME_S = 0.010  # energy frame for voiced-part detection
@@ -43,32 +45,9 @@ PRE_ROLL_S = 1.0  # background of a keyword's own tile before its voiced part (s
 
 # ----------------------------------------------------------------------------- audio io
 def read_wav(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
-    """Mono int16 samples of a 16-bit (or 8-bit/32-bit PCM) WAV, resampled to `sample_rate`."""
-    path = Path(path)
-    try:
-        with wave.open(str(path), "rb") as w:
-            n_ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-            raw = w.readframes(n)
-    except (wave.Error, EOFError, OSError) as exc:
-        raise AudioError(f"cannot read WAV {path}: {exc}") from exc
-    if width == 2:
-        x = np.frombuffer(raw, dtype="<i2").astype(np.float32)
-    elif width == 1:
-        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) * 256.0
-    elif width == 4:
-        x = np.frombuffer(raw, dtype="<i4").astype(np.float32) / 65536.0
-    else:
-        raise AudioError(f"{path}: unsupported sample width {width} bytes")
-    if n_ch > 1:
-        x = x.reshape(-1, n_ch).mean(axis=1)
-    if rate != sample_rate:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        g = gcd(rate, sample_rate)
-        x = resample_poly(x, sample_rate // g, rate // g).astype(np.float32)
-    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+    """Mono int16 samples of a PCM WAV, resampled to `sample_rate`."""
+    x, rate = audio.read_wav(path)
+    return audio.resample(x, rate, sample_rate)
 
 
 def write_wav(path: Path | str, samples: np.ndarray, sample_rate: int = 16000) -> Path:
@@ -368,7 +347,6 @@ def build_positive_streams(clips: Sequence[KeywordClip], pool: BackgroundPool, c
     config.validate()
     if not clips:
         raise ConfigError("no keyword clips to insert")
-    sr = config.sample_rate
     rng = np.random.default_rng(_sub_seed(config.seed, "order", len(clips)))
     order = [clips[i] for i in rng.permutation(len(clips))]
     # cut into streams of about stream_s (estimate ~1 s per clip + mean gap)

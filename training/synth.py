@@ -30,6 +30,7 @@ import numpy as np
 
 from keywire.agent.errors import ConfigError, KeywireError
 
+from .audio import read_wav
 from .synth_words import COMMON_WORDS, PASSAGES
 
 ESPEAK, FLITE = "espeak-ng", "flite"
@@ -539,11 +540,6 @@ def render_clip(job: ClipJob, rate: int, clip_s: float, jitter_s: float) -> np.n
     clip = np.zeros(n, dtype=np.int16)
     clip[start:start + len(x)] = x
     return clip
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16), w.getframerate()
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
