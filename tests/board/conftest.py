@@ -139,6 +139,18 @@ def env() -> dict[str, str]:
     return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
+def run_agent_during(emu, *args: str) -> tuple[dict, str, str]:  # noqa: ANN001 - Emulator
+    """Run `keywire-agent run ARGS` until the emulator's WAV is played out: (emulator stats, stdout, stderr)."""
+    agent = subprocess.Popen([*agent_cmd(), "run", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env())
+    try:
+        stats = emu.wait_stats()
+    finally:
+        agent.terminate()
+        out, err = agent.communicate(timeout=10)
+    return stats, out, err
+
+
 def read_json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .conftest import agent_cmd, env, read_json_lines, wait_for
+from .conftest import agent_cmd, env, read_json_lines, run_agent_during, wait_for
 
 
 def _watch_leds(leds: Path, stop: threading.Event, seen: dict) -> None:
@@ -95,14 +95,8 @@ def test_board_only_run_refuses_mqtt_without_a_model(tmp_path):
 
 def test_detect_mode_gives_the_board_the_agents_model(emulator, word_models, words_wav):
     emu = emulator("--audio", str(words_wav), "--model", str(word_models[0]), "--tail-s", "1.5")
-    agent = subprocess.Popen([*agent_cmd(), "run", "--board", f"serial:{emu.port}", "--model", str(word_models[1]),
-                              "--source", "silence"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=env())
-    try:
-        stats = emu.wait_stats()
-    finally:
-        agent.terminate()
-        out, err = agent.communicate(timeout=10)
+    stats, out, err = run_agent_during(emu, "--board", f"serial:{emu.port}", "--model", str(word_models[1]),
+                                       "--source", "silence")
     events = read_json_lines(out)
     assert stats["models_activated"] == 1, err
     assert events and events[-1]["model_name"] == "words-b"

@@ -8,14 +8,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from keywire.agent.board import messages as m
 from keywire.agent.board.link import BoardLink, BoardSpec, LinkSettings, LinkState
 from keywire.agent.errors import ConfigError
 
-from .conftest import agent_cmd, env, read_json_lines, wait_for
+from .conftest import agent_cmd, env, read_json_lines, run_agent_during, wait_for
 
 
 def _collect(link_settings: LinkSettings, port: str) -> tuple[BoardLink, list]:
@@ -26,13 +25,7 @@ def _collect(link_settings: LinkSettings, port: str) -> tuple[BoardLink, list]:
 
 def test_detect_mode_board_detections_reach_the_agent_sinks(emulator, word_models, words_wav):
     emu = emulator("--audio", str(words_wav), "--model", str(word_models[0]), "--tail-s", "1.5")
-    agent = subprocess.Popen([*agent_cmd(), "run", "--board", f"serial:{emu.port}", "--device-id", "pi-test"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-    try:
-        stats = emu.wait_stats()
-    finally:
-        agent.terminate()
-        out, err = agent.communicate(timeout=10)
+    stats, out, err = run_agent_during(emu, "--board", f"serial:{emu.port}", "--device-id", "pi-test")
     events = read_json_lines(out)
     assert stats["board"]["detections"] == 3, stats
     assert [e["keyword"] for e in events] == ["speech"] * 3, err
@@ -53,14 +46,8 @@ def test_detect_mode_board_detections_reach_the_agent_sinks(emulator, word_model
 
 def test_stream_mode_agent_runs_the_model_and_drives_the_board_leds(emulator, word_models, words_wav):
     emu = emulator("--audio", str(words_wav), "--mode", "stream", "--tail-s", "1.5")
-    agent = subprocess.Popen([*agent_cmd(), "run", "--board", f"serial:{emu.port}@921600", "--board-mode", "stream",
-                              "--model", str(word_models[0]), "--device-id", "pi-test"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-    try:
-        stats = emu.wait_stats()
-    finally:
-        agent.terminate()
-        out, err = agent.communicate(timeout=10)
+    stats, out, err = run_agent_during(emu, "--board", f"serial:{emu.port}@921600", "--board-mode", "stream",
+                                       "--model", str(word_models[0]), "--device-id", "pi-test")
     events = read_json_lines(out)
     assert [e["keyword"] for e in events] == ["speech"] * 3, err
     assert {e["source"] for e in events} == {"board:brd2601-emulator"}
