@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .config import AgentConfig, build_config, load_config_file
-from .errors import ConfigError, KeywireError
+from .errors import KeywireError
 
 log = logging.getLogger("keywire.agent")
 

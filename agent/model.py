@@ -14,6 +14,7 @@ from typing import Any, Union
 import numpy as np
 
 from .errors import ModelError, ParamsError
+from .frontend import to_model_input
 from .interpreter import load_interpreter
 from .params import read_params
 from .settings import DetectionSettings, FrontendSettings
@@ -127,8 +128,6 @@ class KeywordModel:
     # ---------------------------------------------------------------- inference
     def prepare_input(self, features: np.ndarray) -> np.ndarray:
         """Model input tensor from a [frames, channels] feature window (uint16 or MFCC float)."""
-        from .frontend import to_model_input
-
         fe = self.frontend
         if fe.frontend_type == "mfcc":
             x = np.asarray(features, dtype=np.float32)

@@ -25,7 +25,7 @@ from .errors import AudioError, KeywireError
 from .events import Detection, EventSink, FanOut
 from .model import KeywordModel
 from .settings import DetectionSettings
-from .sources import AudioSource, SourceState, open_source
+from .sources import AudioSource, open_source
 from .spotter import KeywordSpotter
 
 log = logging.getLogger("keywire.agent")

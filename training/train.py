@@ -20,10 +20,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from keywire.agent.errors import ConfigError, KeywireError
+from keywire.agent.errors import ConfigError
 
 from .augment import noise_bank, spec_augment
-from .dataset import SILENCE, SPLITS, Clip, Dataset, load_dataset
+from .dataset import SPLITS, Clip, Dataset, load_dataset
 from .features import FeatureCache, default_cache_dir, extract, model_input
 from .recipe import Recipe
 from . import zoo

@@ -17,7 +17,6 @@ from keywire.agent.errors import ConfigError, ModelError
 from keywire.agent.params import read_params
 from keywire.agent.settings import FrontendSettings
 
-from .recipe import Recipe
 
 
 @dataclass

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass, field
-from typing import ClassVar, Optional, Tuple, Type
+from dataclasses import dataclass
+from typing import ClassVar, Tuple, Type
 
 import numpy as np
 
