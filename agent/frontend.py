@@ -29,6 +29,11 @@ import numpy as np
 from .errors import AudioError, ParamsError
 from .settings import FrontendSettings
 
+try:  # the same arithmetic compiled (agent/native/frontend.c); numpy below is the reference
+    from . import _cfrontend
+except ImportError:  # pragma: no cover - depends on the build
+    _cfrontend = None
+
 __all__ = [
     "Frontend",
     "compute_features",
@@ -37,6 +42,7 @@ __all__ = [
     "to_model_input_mfcc",
     "dynamic_scale_range",
     "validate_settings",
+    "native_available",
 ]
 
 # Fixed-point constants of the TFLM microfrontend.
@@ -676,6 +682,57 @@ def _nr_pcan_log(sig: np.ndarray, estimate: np.ndarray, t: _Tables) -> tuple[np.
     return _log_scale(sig, t), estimate
 
 
+# ============================================================================ C implementation
+def native_available() -> bool:
+    """Whether the compiled frontend (`keywire.agent._cfrontend`) was built and imports."""
+    return _cfrontend is not None
+
+
+def _use_native(native: Optional[bool]) -> bool:
+    """`native`: None = the C frontend when it is built, True = require it, False = numpy."""
+    if native is None:
+        return _cfrontend is not None
+    if native and _cfrontend is None:
+        raise RuntimeError("the compiled frontend keywire.agent._cfrontend is not built "
+                           "(pip install -e . builds it; it needs gcc and python3-dev)")
+    return bool(native)
+
+
+@lru_cache(maxsize=16)
+def _native_args(s: FrontendSettings) -> dict:
+    """The tables as the int32 arrays `_cfrontend.Frontend` copies once at construction."""
+    t = _tables(s)
+
+    def i32(a) -> bytes:
+        return np.ascontiguousarray(np.asarray(a).real.astype(np.int32) if np.iscomplexobj(a)
+                                    else np.asarray(a, dtype=np.int64).astype(np.int32)).tobytes()
+
+    def cplx(a) -> bytes:   # complex (exact integers) -> interleaved (re, im) int32
+        a = np.asarray(a)
+        return np.stack([a.real, a.imag], axis=-1).astype(np.int32).tobytes()
+
+    plan, fb = t.plan, t.filterbank
+    widths = np.diff(np.append(fb.range_starts, fb.end - fb.start))
+    k, first, _, sup = t.split
+    return dict(
+        size=t.size, step=t.step, fft_size=t.fft_size, n_channels=t.n_channels,
+        window=i32(t.window), perm=i32(plan.perm),
+        stages=i32([(p, m, fstride) for p, m, fstride, _ in plan.stages]),
+        twiddles=b"".join(cplx(tw) for _, _, _, tw in plan.stages),
+        split_k=i32(k), split_first=i32(first), split_tw=cplx(sup),
+        weights=i32(fb.weights), unweights=i32(fb.unweights),
+        bin_range=i32(np.repeat(fb.nonempty, widths)),
+        nr_enable=t.nr_enable, smoothing_bits=t.smoothing_bits, smoothing=i32(t.smoothing),
+        min_signal_remaining=t.min_signal_remaining, pcan_enable=t.pcan_enable,
+        gain_lut=i32(t.gain_lut), snr_shift=t.snr_shift, log_enable=t.log_enable,
+        log_shift=t.log_shift, correction_bits=t.correction_bits, log_lut=i32(_LOG_LUT),
+        dc_enable=t.dc_enable, dc_coef=t.dc_coef)
+
+
+def _native_frontend(s: FrontendSettings):
+    return _cfrontend.Frontend(**_native_args(s))
+
+
 # ============================================================================ public API
 _MAX_CHUNK = 1 << 16     # samples per internal step of `process` (about 4 s at 16 kHz)
 _MAX_BATCH = 256         # clips per internal step of `compute_features_batch`
@@ -688,19 +745,31 @@ class Frontend:
     AudioFeatureGenerator fed the same stream) and float32 [n_new_frames, n_coefficients]
     for `fe.frontend_type == "mfcc"`. State (DC notch, leftover samples, noise estimate)
     carries over between calls until `reset()`.
+
+    `native`: None (default) runs the microfrontend in C when `keywire.agent._cfrontend` is
+    built and in numpy otherwise; True requires the C one (RuntimeError if it is not built);
+    False forces numpy. Both give identical features. MFCC always runs in numpy.
     """
 
-    def __init__(self, settings: FrontendSettings) -> None:
+    def __init__(self, settings: FrontendSettings, native: Optional[bool] = None) -> None:
         validate_settings(settings)
         self.settings = settings
         self._mfcc = None
+        self._native = None
         if settings.frontend_type == "mfcc":
             from .mfcc import MfccFrontend
             self._mfcc = MfccFrontend(settings)
             self._tables: Optional[_Tables] = None
         else:
             self._tables = _tables(settings)
+            if _use_native(native):
+                self._native = _native_frontend(settings)
         self.reset()
+
+    @property
+    def native(self) -> bool:
+        """Whether this frontend runs the compiled implementation."""
+        return self._native is not None
 
     @property
     def n_channels(self) -> int:
@@ -715,6 +784,9 @@ class Frontend:
         if self._mfcc is not None:
             self._mfcc.reset()
             return
+        if self._native is not None:
+            self._native.reset()
+            return
         t = self._tables
         self._buf = np.zeros(0, dtype=np.int16)
         self._dc_in = 0
@@ -724,6 +796,13 @@ class Frontend:
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Consume int16 samples (mono, any count); return the feature frames completed by them."""
         x = _as_int16_mono(samples)
+        c = self._native
+        if c is not None:
+            if not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x)
+            out = np.empty((c.frames_for(len(x)), self._tables.n_channels), dtype=np.uint16)
+            c.process(x, out)
+            return out
         if len(x) > _MAX_CHUNK:
             # Long inputs (whole files) go through in pieces: same result, bounded memory.
             parts = [self.process(x[i:i + _MAX_CHUNK]) for i in range(0, len(x), _MAX_CHUNK)]
@@ -765,15 +844,19 @@ def _as_int16_mono(samples: np.ndarray) -> np.ndarray:
     return x.astype(np.int16)
 
 
-def compute_features(samples: np.ndarray, settings: FrontendSettings) -> np.ndarray:
+def compute_features(samples: np.ndarray, settings: FrontendSettings,
+                     native: Optional[bool] = None) -> np.ndarray:
     """Features of one whole clip from a fresh frontend: [frames, channels]
-    (uint16, or float32 for MFCC). frames = (len - window) // step + 1."""
-    return Frontend(settings).process(samples)
+    (uint16, or float32 for MFCC). frames = (len - window) // step + 1.
+    `native` as for `Frontend`."""
+    return Frontend(settings, native=native).process(samples)
 
 
-def compute_features_batch(clips: np.ndarray, settings: FrontendSettings) -> np.ndarray:
+def compute_features_batch(clips: np.ndarray, settings: FrontendSettings,
+                           native: Optional[bool] = None) -> np.ndarray:
     """Features of many equal-length clips [n, samples], each from a fresh frontend:
-    [n, frames, channels]. Vectorised over clips (for training feature extraction)."""
+    [n, frames, channels]. In C clip by clip, or in numpy vectorised over clips (for training
+    feature extraction). `native` as for `Frontend`."""
     clips = np.asarray(clips)
     if clips.ndim != 2:
         raise AudioError(f"compute_features_batch needs a [clips, samples] array, got shape {clips.shape}")
@@ -782,10 +865,17 @@ def compute_features_batch(clips: np.ndarray, settings: FrontendSettings) -> np.
     if settings.frontend_type == "mfcc":
         from .mfcc import mfcc_features
         return mfcc_features(clips, settings)
-    if clips.shape[0] > _MAX_BATCH:
-        return np.concatenate([compute_features_batch(clips[i:i + _MAX_BATCH], settings)
-                               for i in range(0, clips.shape[0], _MAX_BATCH)])
     t = _tables(settings)
+    if _use_native(native):
+        b, length = clips.shape
+        n = 0 if length < t.size else (length - t.size) // t.step + 1
+        out = np.empty((b, n, t.n_channels), dtype=np.uint16)
+        if b:
+            _native_frontend(settings).process_batch(np.ascontiguousarray(clips), b, out)
+        return out
+    if clips.shape[0] > _MAX_BATCH:
+        return np.concatenate([compute_features_batch(clips[i:i + _MAX_BATCH], settings, native=False)
+                               for i in range(0, clips.shape[0], _MAX_BATCH)])
     b, length = clips.shape
     if length < t.size or b == 0:
         return np.zeros((b, 0 if length < t.size else (length - t.size) // t.step + 1, t.n_channels),
