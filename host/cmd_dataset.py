@@ -156,13 +156,23 @@ def passages(
     voices: Annotated[str, typer.Option("--voices", help="Voices, comma-separated (default: all).")] = "",
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same recording.")] = 0,
     rate: Annotated[int, typer.Option("--rate", help="Sample rate in Hz.")] = 16000,
+    word_salad: Annotated[int, typer.Option(
+        "--word-salad", help="Read N sentences of random common words instead of the built-in passages "
+                             "(training background speech; the passages stay evaluation material).")] = 0,
 ) -> None:
     """Read passages aloud with varied voices into one long WAV (keyword-free background speech)."""
     from keywire.training.synth import synthesize_passages
     from keywire.training.synth_words import PASSAGES
+    from keywire.training.synth_words import word_salad as salad
 
     try:
         texts: tuple[str, ...] = PASSAGES
+        if word_salad < 0:
+            raise ConfigError(f"--word-salad must be >= 0, got {word_salad}")
+        if word_salad and text_file is not None:
+            raise ConfigError("--word-salad and --text-file exclude each other")
+        if word_salad:
+            texts = salad(word_salad, seed)
         if text_file is not None:
             try:
                 raw = text_file.read_text()

@@ -1,4 +1,7 @@
-"""MLTK's augmentation set: waveform (offset, loudness, speed, pitch, noise) and SpecAugment.
+"""MLTK's augmentation set: waveform (offset, loudness, speed, pitch, noise) and SpecAugment,
+plus what a listening device needs on top: background at a signal-to-noise ratio (noise or
+keyword-free speech), and the background continuing *before* the clip so the frontend's
+noise estimate has settled as it has in a stream.
 
 Waveform augmentations run once per cached feature copy (they need the frontend afterwards,
 which is the expensive part); SpecAugment masks run on feature batches at every step.
@@ -38,6 +41,19 @@ def _dbfs_to_rms(dbfs: float) -> float:
     return 32767.0 * 10 ** (dbfs / 20)
 
 
+def voiced_rms(x: np.ndarray, frame: int = 160, range_db: float = 20.0) -> float:
+    """RMS over the 10 ms frames within `range_db` of the loudest one: the level of the
+    spoken part, which is what an SNR refers to (silence around a word does not count)."""
+    n = len(x) // frame
+    if n == 0:
+        return 0.0
+    e = np.mean(x[:n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1)
+    top = float(e.max())
+    if top <= 0:
+        return 0.0
+    return float(np.sqrt(np.mean(e[e >= top * 10 ** (-range_db / 10)])))
+
+
 def pitch_shift(x: np.ndarray, semitones: float) -> np.ndarray:
     """Shift pitch keeping duration: resample (changes both) then time-stretch back by
     overlap-add of Hann-windowed grains (cheap WSOLA-free stretch, good enough for augmentation)."""
@@ -73,8 +89,14 @@ def _stretch(x: np.ndarray, length: int, grain: int = 512) -> np.ndarray:
 
 
 def augment_waveform(x: np.ndarray, rng: np.random.Generator, a: AugmentationSettings,
-                     noise: NoiseBank, length: int, rate: int) -> np.ndarray:
-    """One random augmented version of int16 clip `x`, `length` samples long."""
+                     noise: NoiseBank, length: int, rate: int,
+                     speech: NoiseBank = NoiseBank(())) -> np.ndarray:
+    """One random augmented version of int16 clip `x`: `length` samples, preceded by
+    `a.warmup_ms` of the same background (the frontend runs over it; features keep the end).
+
+    Background is a noise snippet or, with `a.babble_probability`, keyword-free speech from
+    `speech`; its level is `a.noise_dbfs` absolute, or `a.noise_snr_db` below the clip's
+    voiced level when that range is set."""
     y = x.astype(np.float32)
     lo, hi = a.speed
     if hi > lo or lo != 1.0:
@@ -86,10 +108,18 @@ def augment_waveform(x: np.ndarray, rng: np.random.Generator, a: AugmentationSet
     y = y * 10 ** (float(rng.uniform(lo, hi)) / 20)
     shift = int(rng.integers(-a.time_shift_ms, a.time_shift_ms + 1)) * rate // 1000 if a.time_shift_ms else 0
     y = fit_length(np.clip(np.round(y), -32768, 32767).astype(np.int16), length, shift).astype(np.float32)
+    warm = a.warmup_ms * rate // 1000
+    y = np.concatenate([np.zeros(warm, np.float32), y])
     if rng.random() < a.noise_probability:
-        n = noise.snippet(rng, length)
+        bank = speech if speech.recordings and rng.random() < a.babble_probability else noise
+        n = bank.snippet(rng, len(y))
         if n is not None:
-            y = y + n * _dbfs_to_rms(float(rng.uniform(*a.noise_dbfs)))
+            if a.noise_snr_db != (0.0, 0.0):
+                level = voiced_rms(y) * 10 ** (-float(rng.uniform(*a.noise_snr_db)) / 20)
+                level = max(level, _dbfs_to_rms(-70.0))
+            else:
+                level = _dbfs_to_rms(float(rng.uniform(*a.noise_dbfs)))
+            y = y + n * level
     return np.clip(np.round(y), -32768, 32767).astype(np.int16)
 
 
@@ -103,6 +133,26 @@ def make_silence(seed: int, noise: NoiseBank, length: int) -> np.ndarray:
     if n is None:
         return np.zeros(length, dtype=np.int16)
     y = n * _dbfs_to_rms(float(rng.uniform(-70, -30)))
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def make_speech_window(seed: int, speech: NoiseBank, length: int) -> np.ndarray:
+    """An `_unknown_` example cut from keyword-free background speech: a random window with
+    voice in it (the loudest of a few draws), at a random level (-40..-15 dBFS). Teaches the
+    model that running speech which is not a keyword is `_unknown_`, the main source of false
+    accepts in a stream."""
+    rng = np.random.default_rng(seed)
+    best, best_rms = None, -1.0
+    for _ in range(4):
+        n = speech.snippet(rng, length * 3)
+        if n is None:
+            return np.zeros(length, dtype=np.int16)
+        start = int(rng.integers(0, 2 * length + 1))
+        w = n[start:start + length]
+        r = voiced_rms(w)
+        if r > best_rms:
+            best, best_rms = w, r
+    y = best / max(best_rms, 1e-6) * _dbfs_to_rms(float(rng.uniform(-40, -15)))
     return np.clip(np.round(y), -32768, 32767).astype(np.int16)
 
 

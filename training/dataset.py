@@ -25,24 +25,26 @@ log = logging.getLogger("keywire.training")
 
 SPLITS = ("train", "validation", "test")
 UNKNOWN, SILENCE, NOISE_DIR = "_unknown_", "_silence_", "_background_noise_"
+SPEECH = "_speech_"  # the word of generated `_unknown_` windows of background speech
 AUDIO_EXT = ".wav"
 _MAX_HASH = 2 ** 27 - 1
 
 
 @dataclass(frozen=True)
 class Clip:
-    """One example: a WAV file, or generated silence (`path` empty, `silence_seed` set)."""
+    """One example: a WAV file, or a generated one (`path` empty, `generated_seed` set):
+    `_silence_` from background noise, or an `_unknown_` window of background speech."""
 
     path: str
     word: str
     label: str
     speaker: str
     split: str
-    silence_seed: Optional[int] = None
+    generated_seed: Optional[int] = None
 
     @property
     def is_generated(self) -> bool:
-        return self.silence_seed is not None
+        return self.generated_seed is not None
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Dataset:
     clips: dict[str, list[Clip]]
     noise_files: list[str]
     skipped: list[str] = field(default_factory=list)
+    speech_files: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {s: dict(Counter(c.label for c in self.clips[s])) for s in SPLITS}
@@ -132,6 +135,21 @@ def noise_files(recipe: Recipe) -> list[str]:
     return out
 
 
+def speech_files(recipe: Recipe) -> list[str]:
+    """Keyword-free background speech WAVs named by the recipe (files or folders)."""
+    out: list[str] = []
+    for f in map(Path, recipe.background_speech):
+        if f.is_dir():
+            out += [str(p) for p in sorted(f.glob("*")) if p.suffix.lower() == AUDIO_EXT]
+        elif f.is_file() and f.suffix.lower() == AUDIO_EXT:
+            out.append(str(f))
+        else:
+            raise ConfigError(f"recipe field 'background_speech': {f} is not a WAV file or folder")
+    if recipe.background_speech and not out:
+        raise ConfigError(f"recipe field 'background_speech': no WAV files in {list(recipe.background_speech)}")
+    return out
+
+
 def load_dataset(recipe: Recipe) -> Dataset:
     """Scan the recipe's data folders and build balanced splits; errors name the problem."""
     recipe.validate()
@@ -157,11 +175,13 @@ def load_dataset(recipe: Recipe) -> Dataset:
             raise ConfigError(f"recipe field 'keywords': no samples for keyword {k!r} in {list(recipe.data)}")
         if not by["train"].get(k):
             raise ConfigError(f"recipe field 'keywords': keyword {k!r} has no training samples")
-    if recipe.unknown_class_percentage > 0 and not any(by[s].get(UNKNOWN) for s in SPLITS):
+    if (recipe.unknown_class_percentage > 0 and recipe.speech_unknown_percentage <= 0
+            and not any(by[s].get(UNKNOWN) for s in SPLITS)):
         raise ConfigError("recipe field 'unknown_class_percentage' is above 0 but the data has no "
                           "non-keyword words for _unknown_ (add word folders or set it to 0)")
 
     noises = noise_files(recipe)
+    speech = speech_files(recipe)
     if recipe.silence_class_percentage > 0 and not noises:
         log.warning("no background noise found: _silence_ will be digital silence and real _silence_ clips only")
     clips: dict[str, list[Clip]] = {}
@@ -181,6 +201,9 @@ def load_dataset(recipe: Recipe) -> Dataset:
             pool = list(groups.get(UNKNOWN, []))
             n = min(len(pool), int(round(mean_kw * recipe.unknown_class_percentage / 100)))
             out += rng.sample(pool, n)
+            for i in range(int(round(mean_kw * recipe.speech_unknown_percentage / 100))):
+                seed = seed_base + SPLITS.index(split) * 100_000 + 50_000 + i
+                out.append(Clip("", SPEECH, UNKNOWN, f"speech{i}", split, generated_seed=seed))
         if recipe.silence_class_percentage > 0:
             want = int(round(mean_kw * recipe.silence_class_percentage / 100))
             real = list(groups.get(SILENCE, []))
@@ -188,14 +211,14 @@ def load_dataset(recipe: Recipe) -> Dataset:
             out += real
             for i in range(want - len(real)):
                 seed = seed_base + SPLITS.index(split) * 100_000 + i
-                out.append(Clip("", SILENCE, SILENCE, f"silence{i}", split, silence_seed=seed))
+                out.append(Clip("", SILENCE, SILENCE, f"silence{i}", split, generated_seed=seed))
         elif groups.get(SILENCE):
             pass  # no silence class: real _silence_ clips are not used
         rng.shuffle(out)
         clips[split] = out
     if not clips["validation"]:
         log.warning("validation split is empty: the best model is chosen on training accuracy")
-    return Dataset(recipe.classes, clips, noises, skipped)
+    return Dataset(recipe.classes, clips, noises, skipped, speech)
 
 
 def scan_eval_folder(root: Path, classes: Sequence[str]) -> tuple[list[tuple[str, str]], list[str]]:

@@ -21,12 +21,12 @@ from keywire.agent.errors import AudioError
 from keywire.agent.settings import FrontendSettings
 
 from .audio import fit_length, load_clip
-from .augment import NoiseBank, augment_waveform, make_silence
-from .dataset import Clip
+from .augment import NoiseBank, augment_waveform, make_silence, make_speech_window
+from .dataset import SILENCE, Clip
 from .recipe import AugmentationSettings
 
 log = logging.getLogger("keywire.training")
-FEATURE_VERSION = "1"  # bump when extraction/augmentation code changes meaning
+FEATURE_VERSION = "2"  # bump when extraction/augmentation code changes meaning
 
 
 def default_cache_dir() -> Path:
@@ -69,10 +69,13 @@ class FeatureCache:
     """Disk cache of per-clip feature copies under `root/<settings hash>/`."""
 
     def __init__(self, root: Path, fe: FrontendSettings, aug: AugmentationSettings,
-                 noise: NoiseBank, noise_files: Sequence[str]) -> None:
-        self.fe, self.aug, self.noise = fe, aug, noise
+                 noise: NoiseBank, noise_files: Sequence[str],
+                 speech: NoiseBank = NoiseBank(()), speech_files: Sequence[str] = ()) -> None:
+        self.fe, self.aug, self.noise, self.speech = fe, aug, noise, speech
         cfg = {"fe": dataclasses.asdict(fe), "aug": dataclasses.asdict(aug), "v": FEATURE_VERSION,
                "noise": [Path(f).name + ":" + str(Path(f).stat().st_size) for f in noise_files]}
+        if speech_files:
+            cfg["speech"] = [Path(f).name + ":" + str(Path(f).stat().st_size) for f in speech_files]
         self.key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.root = Path(root) / self.key
         self.root.mkdir(parents=True, exist_ok=True)
@@ -80,7 +83,7 @@ class FeatureCache:
 
     def _file_key(self, clip: Clip, copies: int) -> str:
         if clip.is_generated:
-            ident = f"silence:{clip.silence_seed}"
+            ident = f"{'silence' if clip.label == SILENCE else 'speech'}:{clip.generated_seed}"
         else:
             ident = hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()
         return hashlib.sha1(f"{ident}|{copies}".encode()).hexdigest()
@@ -118,19 +121,29 @@ class FeatureCache:
         fe = self.fe
         length = fe.sample_length
         if clip.is_generated:
-            base = make_silence(clip.silence_seed or 0, self.noise, length)
-            raw = base
+            raw = base = generated_clip(clip, self.noise, self.speech, length)
         else:
             raw = load_clip(clip.path, fe.sample_rate_hz)
             base = fit_length(raw, length)
         rng = np.random.default_rng(seed)
-        waves = [base]
-        for _ in range(copies):
-            if clip.is_generated:  # silence copies: fresh noise, other level
-                waves.append(make_silence(int(rng.integers(1 << 31)), self.noise, length))
-            else:
-                waves.append(augment_waveform(raw, rng, self.aug, self.noise, length, fe.sample_rate_hz))
-        return batch_features(np.stack(waves), fe)
+        if clip.is_generated and clip.label == SILENCE:  # silence copies: fresh noise, other level
+            waves = [base] + [make_silence(int(rng.integers(1 << 31)), self.noise, length) for _ in range(copies)]
+            return batch_features(np.stack(waves), fe)
+        clean = batch_features(base[None], fe)
+        if not copies:
+            return clean
+        waves = [augment_waveform(raw, rng, self.aug, self.noise, length, fe.sample_rate_hz, self.speech)
+                 for _ in range(copies)]
+        # Augmented copies start with `warmup_ms` of their background; keep the clip's frames.
+        feats = batch_features(np.stack(waves), fe)[:, -fe.n_frames:]
+        return np.concatenate([clean, feats])
+
+
+def generated_clip(clip: Clip, noise: NoiseBank, speech: NoiseBank, length: int) -> np.ndarray:
+    """The audio of a generated clip: `_silence_` noise, or an `_unknown_` speech window."""
+    if clip.label == SILENCE:
+        return make_silence(clip.generated_seed or 0, noise, length)
+    return make_speech_window(clip.generated_seed or 0, speech, length)
 
 
 def extract(clips: Sequence[Clip], cache: FeatureCache, copies: int,

@@ -36,6 +36,12 @@ class AugmentationSettings:
     pitch_semitones: Tuple[float, float] = (-2.0, 2.0)  # pitch shift, tempo kept
     noise_probability: float = 0.8        # chance to mix a background noise snippet
     noise_dbfs: Tuple[float, float] = (-55.0, -25.0)  # RMS level of the mixed noise
+    noise_snr_db: Tuple[float, float] = (0.0, 0.0)  # SNR range below the clip's voiced level
+                                          # (replaces noise_dbfs; 0, 0 = off)
+    babble_probability: float = 0.0       # chance the background is keyword-free speech
+                                          # (recipe 'background_speech') instead of noise
+    warmup_ms: int = 0                    # background before the clip, run through the frontend
+                                          # so its noise estimate is settled as in a stream
     time_masks: int = 2                   # SpecAugment masks along time per example
     time_mask_frames: int = 8             # maximum width of a time mask
     freq_masks: int = 2                   # SpecAugment masks along channels per example
@@ -52,9 +58,12 @@ class Recipe:
     description: str = ""
     data: Tuple[str, ...] = ()            # Speech Commands-layout folders
     background_noise: Tuple[str, ...] = ()  # extra noise folders (each dataset's _background_noise_ is used too)
+    background_speech: Tuple[str, ...] = ()  # keyword-free speech (WAV files or folders): babble
+                                          # for augmentation and `_unknown_` windows
     keywords: Tuple[str, ...] = ()
     unknown_class_percentage: float = 100.0  # 0 = no _unknown_ class
     silence_class_percentage: float = 100.0  # 0 = no _silence_ class
+    speech_unknown_percentage: float = 0.0  # extra `_unknown_` windows cut from background_speech
     validation_percentage: float = 10.0
     testing_percentage: float = 10.0
     split_salt: str = ""                  # "" = Speech Commands' own hash split; any other value
@@ -132,13 +141,22 @@ class Recipe:
         a = self.augmentation
         if a.copies < 0:
             raise ConfigError("recipe field 'augmentation.copies' must be >= 0")
-        for name in ("loudness_db", "speed", "pitch_semitones", "noise_dbfs"):
+        for name in ("loudness_db", "speed", "pitch_semitones", "noise_dbfs", "noise_snr_db"):
             lo, hi = getattr(a, name)
             if lo > hi:
                 raise ConfigError(f"recipe field 'augmentation.{name}' has min > max: {[lo, hi]}")
         if a.speed[0] <= 0:
             raise ConfigError("recipe field 'augmentation.speed' must be positive")
-        for name in ("noise_probability", "specaugment_probability"):
+        if a.warmup_ms < 0:
+            raise ConfigError("recipe field 'augmentation.warmup_ms' must be >= 0")
+        if self.speech_unknown_percentage < 0:
+            raise ConfigError(f"recipe field 'speech_unknown_percentage' is out of range: {self.speech_unknown_percentage}")
+        if self.speech_unknown_percentage > 0 and not self.background_speech:
+            raise ConfigError("recipe field 'speech_unknown_percentage' is above 0 but 'background_speech' is empty")
+        if self.speech_unknown_percentage > 0 and self.unknown_class_percentage <= 0:
+            raise ConfigError("recipe field 'speech_unknown_percentage' needs an _unknown_ class "
+                              "(unknown_class_percentage > 0)")
+        for name in ("noise_probability", "specaugment_probability", "babble_probability"):
             if not 0 <= getattr(a, name) <= 1:
                 raise ConfigError(f"recipe field 'augmentation.{name}' must be within 0..1")
         try:
@@ -210,7 +228,7 @@ def _section(name: str, values: Mapping[str, Any], current: Any, source: str) ->
 def _convert(key: str, value: Any, current: Any, source: str) -> Any:
     """Coerce a TOML/CLI value to the type of the field's current value."""
     try:
-        if key in ("data", "background_noise", "keywords"):
+        if key in ("data", "background_noise", "background_speech", "keywords"):
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             return tuple(str(v) for v in value)
@@ -266,7 +284,8 @@ def load_recipe(path: Path | str, overrides: Optional[Mapping[str, Any]] = None)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"recipe {p} is not valid TOML: {exc}") from exc
     r = from_dict(raw, source=f"recipe {p.name}")
-    r = r.replace(data=_resolve(r.data, p.parent), background_noise=_resolve(r.background_noise, p.parent))
+    r = r.replace(data=_resolve(r.data, p.parent), background_noise=_resolve(r.background_noise, p.parent),
+                  background_speech=_resolve(r.background_speech, p.parent))
     if r.model.endswith(".py") or ".py:" in r.model:
         file, _, fn = r.model.partition(":")
         if not Path(file).is_absolute() and (p.parent / file).exists():

@@ -63,3 +63,18 @@ PASSAGES: tuple[str, ...] = (
     "conductor asked the violins to play softly, and the hall became so quiet that you "
     "could hear the rain against the glass.",
 )
+
+
+def word_salad(n: int, seed: int = 0, words: tuple[str, ...] = COMMON_WORDS,
+               length: tuple[int, int] = (5, 14)) -> tuple[str, ...]:
+    """`n` sentences of random common words: keyword-free training speech that is not the
+    built-in passages (those stay evaluation background). Many short words in varied order
+    are the material a keyword spotter must learn to ignore."""
+    import random
+
+    rng = random.Random(f"{seed}|salad")
+    out = []
+    for _ in range(n):
+        k = rng.randint(*length)
+        out.append(" ".join(rng.choice(words) for _ in range(k)).capitalize() + ".")
+    return tuple(out)

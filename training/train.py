@@ -46,6 +46,7 @@ class PreparedData:
     skipped: list[str] = field(default_factory=list)
     computed: int = 0
     cached: int = 0
+    speech_files: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,7 +69,8 @@ def prepare_data(recipe: Recipe, dataset: Dataset, cache_root: Optional[Path] = 
     """Features (cached) for every split, as float model inputs with labels."""
     fe = recipe.frontend
     cache = FeatureCache(cache_root or default_cache_dir(), fe, recipe.augmentation,
-                         noise_bank(dataset.noise_files, fe.sample_rate_hz), dataset.noise_files)
+                         noise_bank(dataset.noise_files, fe.sample_rate_hz), dataset.noise_files,
+                         noise_bank(dataset.speech_files, fe.sample_rate_hz), dataset.speech_files)
     xs, ys, kept_all = {}, {}, {}
     for split in SPLITS:
         copies = recipe.augmentation.copies if split == "train" else 0
@@ -93,7 +95,8 @@ def prepare_data(recipe: Recipe, dataset: Dataset, cache_root: Optional[Path] = 
     for k in recipe.classes:
         if not np.any(ys["train"] == recipe.classes.index(k)):
             raise ConfigError(f"class {k!r} has no usable training clips")
-    return PreparedData(xs, ys, kept_all, list(dataset.noise_files), cache.stats.skipped, cache.stats.computed, cache.stats.cached)
+    return PreparedData(xs, ys, kept_all, list(dataset.noise_files), cache.stats.skipped, cache.stats.computed,
+                        cache.stats.cached, list(dataset.speech_files))
 
 
 def class_weights(y: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
@@ -282,19 +285,20 @@ def export_model_dir(recipe: Recipe, model: Any, data: PreparedData, out_dir: Pa
                               "epochs_run": len(next(iter(history.values()), [])),
                               "best_val_accuracy": max(history.get("val_accuracy", [0.0]) or [0.0])}
     noise = noise_bank(data.noise_files, fe.sample_rate_hz)
+    speech = noise_bank(data.speech_files, fe.sample_rate_hz)
     for split in ("validation", "test"):
-        items = [EvalItem(c.path or f"generated silence {c.silence_seed}", c.label, _audio_loader(c, noise, fe))
+        items = [EvalItem(c.path or f"generated {c.word} {c.generated_seed}", c.label, _audio_loader(c, noise, speech, fe))
                  for c in data.clips[split]]
         if items:
             report[split] = evaluate_clips(KeywordModel.load(tfl), items).summary()
     return TrainResult(out_dir, out_dir / f"{recipe.name}.keras", tfl, ftfl, history, report, 0.0)
 
 
-def _audio_loader(clip: Clip, noise: Any, fe: Any) -> Callable[[], np.ndarray]:
-    """Audio of a dataset clip at the frontend's rate (generated silence is regenerated)."""
+def _audio_loader(clip: Clip, noise: Any, speech: Any, fe: Any) -> Callable[[], np.ndarray]:
+    """Audio of a dataset clip at the frontend's rate (generated clips are regenerated)."""
     from .audio import load_clip
-    from .augment import make_silence
+    from .features import generated_clip
 
     if clip.is_generated:
-        return lambda: make_silence(clip.silence_seed or 0, noise, fe.sample_length)
+        return lambda: generated_clip(clip, noise, speech, fe.sample_length)
     return lambda: load_clip(clip.path, fe.sample_rate_hz)
