@@ -24,6 +24,13 @@ MFCC = FrontendSettings(window_size_ms=30, window_step_ms=20, filterbank_n_chann
                         frontend_type="mfcc", mfcc_n_coefficients=13)
 
 
+@pytest.fixture(params=[False, True], ids=["numpy", "c"])
+def native(request) -> bool:
+    """Both implementations of the microfrontend: numpy (the reference, and the fallback) and
+    the compiled one. The C cases fail, never skip, when the extension was not built."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def speech_stream(speak) -> np.ndarray:
     """About 3 s of real synthesized speech (two voices) with quiet noise between words."""

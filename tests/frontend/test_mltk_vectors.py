@@ -30,10 +30,10 @@ def _load(name: str, no_dcnotch: bool):
 
 
 @pytest.mark.parametrize("name,key_u16,key_i8,no_dcnotch", CASES)
-def test_uint16_bit_exact_per_clip(name, key_u16, key_i8, no_dcnotch):
+def test_uint16_bit_exact_per_clip(name, key_u16, key_i8, no_dcnotch, native):
     data, settings = _load(name, no_dcnotch)
     for i, clip_name in enumerate(data["names"]):
-        got = compute_features(data["audio_int16"][i], settings)
+        got = compute_features(data["audio_int16"][i], settings, native=native)
         want = data[key_u16][i]
         assert got.dtype == np.uint16 and got.shape == want.shape, clip_name
         diff = np.argwhere(got != want)
@@ -43,9 +43,9 @@ def test_uint16_bit_exact_per_clip(name, key_u16, key_i8, no_dcnotch):
 
 
 @pytest.mark.parametrize("name,key_u16,key_i8,no_dcnotch", CASES)
-def test_batch_equals_mltk(name, key_u16, key_i8, no_dcnotch):
+def test_batch_equals_mltk(name, key_u16, key_i8, no_dcnotch, native):
     data, settings = _load(name, no_dcnotch)
-    got = compute_features_batch(data["audio_int16"], settings)
+    got = compute_features_batch(data["audio_int16"], settings, native=native)
     np.testing.assert_array_equal(got, data[key_u16])
 
 
