@@ -32,10 +32,14 @@
 #define LOG_LUT_LEN 130
 #define MAX_STAGES 32
 
-/* int16 store of an integer (two's complement wrap), written without relying on casts. */
-static inline int32_t wrap16(int64_t v)
+/* int16 store of an integer (two's complement wrap). The conversion of an out-of-range value
+ * to int16_t is implementation-defined in C99; every compiler we build with (GCC, Clang)
+ * wraps modulo 2^16, and the typedef below refuses to compile where that is not so. */
+typedef char int16_store_wraps[((int16_t)40000 == -25536 && (int16_t)-40000 == 25536) ? 1 : -1];
+
+static inline int32_t wrap16(int32_t v)
 {
-    return (int32_t)(((v + 32768) & 0xFFFF) - 32768);
+    return (int16_t)v;
 }
 
 /* Number of bits needed for v (0 for 0): MostSignificantBit32 / numpy's frexp exponent. */
@@ -93,52 +97,90 @@ typedef struct {
 
 /* ---------------------------------------------------------------- the arithmetic */
 
+/* C_FIXDIV(x, p) for p = 4 and 2: x * (32767 / p), rounded back to Q15. Inputs are int16
+ * values (or at most 4 * 2^14 before the first store), so int32 never overflows. */
+#define FIXDIV4(x) (((x) * 8191 + (1 << 14)) >> 15)
+#define FIXDIV2(x) (((x) * 16383 + (1 << 14)) >> 15)
+
+/* x * t rounded to Q15 (C_MUL): |x| <= 2^14 after C_FIXDIV, |t| <= 32767: fits int32. */
+#define ROT(ar, ai, tr, ti) do {                                   \
+        const int32_t r_ = (ar) * (tr) - (ai) * (ti);              \
+        const int32_t i_ = (ar) * (ti) + (ai) * (tr);              \
+        (ar) = (r_ + (1 << 14)) >> 15;                             \
+        (ai) = (i_ + (1 << 14)) >> 15;                             \
+    } while (0)
+
+/* One radix-4 stage of _complex_fft_q15 over z ([fstride][4][m] complex). With m == 1 every
+ * twiddle is 1 and the numpy code neither rotates nor stores as int16 (nothing can overflow);
+ * `rotate` is a constant at each call so the compiler drops the unused branches. */
+static inline void radix4_stage(int32_t *z, int m, int fstride, const int32_t *tw, const int rotate)
+{
+    for (int f = 0; f < fstride; f++) {
+        int32_t *blk = z + 8 * f * m;
+        for (int k = 0; k < m; k++) {
+            int32_t *v0 = blk + 2 * k, *v1 = v0 + 2 * m, *v2 = v1 + 2 * m, *v3 = v2 + 2 * m;
+            int32_t a0r = FIXDIV4(v0[0]), a0i = FIXDIV4(v0[1]);
+            int32_t a1r = FIXDIV4(v1[0]), a1i = FIXDIV4(v1[1]);
+            int32_t a2r = FIXDIV4(v2[0]), a2i = FIXDIV4(v2[1]);
+            int32_t a3r = FIXDIV4(v3[0]), a3i = FIXDIV4(v3[1]);
+            if (rotate) {
+                const int32_t *t1 = tw + 2 * (m + k), *t2 = t1 + 2 * m, *t3 = t2 + 2 * m;
+                ROT(a1r, a1i, t1[0], t1[1]);
+                ROT(a2r, a2i, t2[0], t2[1]);
+                ROT(a3r, a3i, t3[0], t3[1]);
+            }
+            const int32_t s5r = a0r - a2r, s5i = a0i - a2i;
+            const int32_t f0r = a0r + a2r, f0i = a0i + a2i;
+            const int32_t s3r = a1r + a3r, s3i = a1i + a3i;
+            const int32_t s4r = a1r - a3r, s4i = a1i - a3i;
+            if (rotate) {
+                v0[0] = wrap16(f0r + s3r);  v0[1] = wrap16(f0i + s3i);
+                v2[0] = wrap16(f0r - s3r);  v2[1] = wrap16(f0i - s3i);
+                v1[0] = wrap16(s5r + s4i);  v1[1] = wrap16(s5i - s4r);
+                v3[0] = wrap16(s5r - s4i);  v3[1] = wrap16(s5i + s4r);
+            } else {
+                v0[0] = f0r + s3r;  v0[1] = f0i + s3i;
+                v2[0] = f0r - s3r;  v2[1] = f0i - s3i;
+                v1[0] = s5r + s4i;  v1[1] = s5i - s4r;
+                v3[0] = s5r - s4i;  v3[1] = s5i + s4r;
+            }
+        }
+    }
+}
+
+/* One radix-2 stage (same conventions). */
+static inline void radix2_stage(int32_t *z, int m, int fstride, const int32_t *tw, const int rotate)
+{
+    for (int f = 0; f < fstride; f++) {
+        int32_t *blk = z + 4 * f * m;
+        for (int k = 0; k < m; k++) {
+            int32_t *v0 = blk + 2 * k, *v1 = v0 + 2 * m;
+            const int32_t a0r = FIXDIV2(v0[0]), a0i = FIXDIV2(v0[1]);
+            int32_t a1r = FIXDIV2(v1[0]), a1i = FIXDIV2(v1[1]);
+            if (rotate) {
+                const int32_t *t1 = tw + 2 * (m + k);
+                ROT(a1r, a1i, t1[0], t1[1]);
+                v0[0] = wrap16(a0r + a1r);  v0[1] = wrap16(a0i + a1i);
+                v1[0] = wrap16(a0r - a1r);  v1[1] = wrap16(a0i - a1i);
+            } else {
+                v0[0] = a0r + a1r;  v0[1] = a0i + a1i;
+                v1[0] = a0r - a1r;  v1[1] = a0i - a1i;
+            }
+        }
+    }
+}
+
 /* _complex_fft_q15: the 16-bit fixed-point complex FFT over s->z, stages deepest first. */
 static void complex_fft(FE *s)
 {
-    int32_t *z = s->z;
     for (int st = 0; st < s->nstages; st++) {
         const int p = s->stage_p[st], m = s->stage_m[st], fstride = s->stage_fstride[st];
-        const int32_t *tw = s->stage_tw[st];
-        const int64_t div = 32767 / p;           /* C_FIXDIV(x, p) factor */
-        for (int f = 0; f < fstride; f++) {
-            int32_t *blk = z + 2 * (f * p * m);
-            for (int k = 0; k < m; k++) {
-                int32_t ar[4], ai[4];
-                for (int q = 0; q < p; q++) {
-                    const int32_t *v = blk + 2 * (q * m + k);
-                    ar[q] = round_q15((int64_t)v[0] * div);
-                    ai[q] = round_q15((int64_t)v[1] * div);
-                }
-                if (m > 1) {   /* rotate rows 1..p-1 by their twiddles (the numpy code skips m == 1) */
-                    for (int q = 1; q < p; q++) {
-                        const int32_t tr = tw[2 * (q * m + k)], ti = tw[2 * (q * m + k) + 1];
-                        const int64_t r = (int64_t)ar[q] * tr - (int64_t)ai[q] * ti;
-                        const int64_t i = (int64_t)ar[q] * ti + (int64_t)ai[q] * tr;
-                        ar[q] = round_q15(r);
-                        ai[q] = round_q15(i);
-                    }
-                }
-                int32_t orr[4], oi[4];
-                if (p == 4) {
-                    const int32_t s5r = ar[0] - ar[2], s5i = ai[0] - ai[2];
-                    const int32_t f0r = ar[0] + ar[2], f0i = ai[0] + ai[2];
-                    const int32_t s3r = ar[1] + ar[3], s3i = ai[1] + ai[3];
-                    const int32_t s4r = ar[1] - ar[3], s4i = ai[1] - ai[3];
-                    orr[0] = f0r + s3r;  oi[0] = f0i + s3i;
-                    orr[2] = f0r - s3r;  oi[2] = f0i - s3i;
-                    orr[1] = s5r + s4i;  oi[1] = s5i - s4r;
-                    orr[3] = s5r - s4i;  oi[3] = s5i + s4r;
-                } else {
-                    orr[0] = ar[0] + ar[1];  oi[0] = ai[0] + ai[1];
-                    orr[1] = ar[0] - ar[1];  oi[1] = ai[0] - ai[1];
-                }
-                for (int q = 0; q < p; q++) {   /* stage outputs are stored as int16 (m > 1) */
-                    int32_t *v = blk + 2 * (q * m + k);
-                    v[0] = m > 1 ? wrap16(orr[q]) : orr[q];
-                    v[1] = m > 1 ? wrap16(oi[q]) : oi[q];
-                }
-            }
+        if (p == 4) {
+            if (m > 1) radix4_stage(s->z, m, fstride, s->stage_tw[st], 1);
+            else radix4_stage(s->z, m, fstride, s->stage_tw[st], 0);
+        } else {
+            if (m > 1) radix2_stage(s->z, m, fstride, s->stage_tw[st], 1);
+            else radix2_stage(s->z, m, fstride, s->stage_tw[st], 0);
         }
     }
 }
@@ -160,8 +202,8 @@ static void windowed_spectrum(FE *s, const int16_t *x)
     /* Real input x[0..fft_size) as ncfft complex pairs, in the FFT's input order. */
     for (int i = 0; i < s->ncfft; i++) {
         const int j = 2 * s->perm[i];
-        s->z[2 * i] = j < s->size ? wrap16((int64_t)s->frame[j] * ((int64_t)1 << shift)) : 0;
-        s->z[2 * i + 1] = j + 1 < s->size ? wrap16((int64_t)s->frame[j + 1] * ((int64_t)1 << shift)) : 0;
+        s->z[2 * i] = j < s->size ? wrap16((int32_t)((int64_t)s->frame[j] * ((int64_t)1 << shift))) : 0;
+        s->z[2 * i + 1] = j + 1 < s->size ? wrap16((int32_t)((int64_t)s->frame[j + 1] * ((int64_t)1 << shift))) : 0;
     }
     complex_fft(s);
 
@@ -173,7 +215,7 @@ static void windowed_spectrum(FE *s, const int16_t *x)
     for (int b = 0; b < s->nbins; b++) {
         const int k = s->split_k[b], nk = s->ncfft - k;
         int32_t pkr = z[2 * k], pki = z[2 * k + 1];
-        int32_t nkr = wrap16(z[2 * nk]), nki = wrap16(-(int64_t)z[2 * nk + 1]);   /* conj, int16 store */
+        int32_t nkr = wrap16(z[2 * nk]), nki = wrap16(-z[2 * nk + 1]);   /* conj, int16 store */
         pkr = round_q15((int64_t)pkr * 16383);  pki = round_q15((int64_t)pki * 16383);  /* C_FIXDIV(., 2) */
         nkr = round_q15((int64_t)nkr * 16383);  nki = round_q15((int64_t)nki * 16383);
         const int32_t f1r = wrap16(pkr + nkr), f1i = wrap16(pki + nki);
@@ -229,7 +271,7 @@ static uint32_t wide_dynamic(const FE *s, int64_t x)
         result *= frac;
         result = (result + (1 << 14)) >> 15;
         result += l0;
-        result = wrap16(result);
+        result = wrap16((int32_t)result);   /* |result| < 2^17 here */
     }
     return (uint32_t)(result & 0xFFFFFFFF);
 }
@@ -311,7 +353,7 @@ static Py_ssize_t run(FE *s, const int16_t *x, Py_ssize_t n, uint16_t *out)
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t v = x[i];
         if (s->dc_enable) {
-            const int32_t d = wrap16((int64_t)v - s->dc_in);
+            const int32_t d = wrap16(v - s->dc_in);
             s->dc_in = v;
             s->dc_out = wrap16(d + ((((s->dc_coef * s->dc_out) >> 14) + 1) >> 1));
             v = s->dc_out;
