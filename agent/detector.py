@@ -37,11 +37,13 @@ class Detector:
         self.classes = tuple(classes)
         self.settings = settings
         self._results: deque[tuple[int, np.ndarray]] = deque()
+        self._total = np.zeros(len(self.classes), dtype=np.uint32)   # sum of the kept results
         self._last_class: Optional[int] = None
         self._last_time = 0
 
     def reset(self) -> None:
         self._results.clear()
+        self._total[:] = 0
         self._last_class = None
         self._last_time = 0
 
@@ -56,18 +58,17 @@ class Detector:
         if s.minimum_count == 0:
             averaged = scores.astype(np.uint32)
         else:
-            if len(self._results) < MAX_RESULTS:
-                self._results.append((now_ms, scores))
+            results, total = self._results, self._total
+            if len(results) < MAX_RESULTS:
+                results.append((now_ms, scores))
+                total += scores
             limit = now_ms - s.average_window_duration_ms
-            while self._results and self._results[0][0] < limit:
-                self._results.popleft()
-            n = len(self._results)
+            while results and results[0][0] < limit:
+                total -= results.popleft()[1]
+            n = len(results)
             if n < s.minimum_count:
                 return DetectorResult(-1, 0, False)
-            total = np.zeros(len(self.classes), dtype=np.uint32)
-            for _, sc in self._results:
-                total += sc
-            averaged = total // np.uint32(n)
+            averaged = total // np.uint32(n)   # the running sum: exact, like re-adding the kept results
         top = int(np.argmax(averaged))  # first maximum: ties go to the lower index
         score = int(averaged[top])
         detected = (

@@ -906,6 +906,10 @@ def to_model_input(features: np.ndarray, settings: FrontendSettings) -> np.ndarr
     `fe.quantize_dynamic_scale_enable`: over the whole given window, mn = max(max - R, 0),
     q = clamp(trunc((u16 - mn) * 255 / max(max - mn, 1)) - 128) with R = dynamic_scale_range().
     """
+    if not settings.quantize_dynamic_scale_enable:
+        f = np.asarray(features)
+        if f.dtype == np.uint16:   # the agent's case: one table lookup per value
+            return _static_int8_lut().take(f)
     u = np.asarray(features).astype(np.int64)
     if settings.quantize_dynamic_scale_enable:
         maxval = max(int(u.max()) if u.size else 0, 0)
@@ -916,6 +920,15 @@ def to_model_input(features: np.ndarray, settings: FrontendSettings) -> np.ndarr
     else:
         q = (u * 256 + 333) // 666 - 128
     return np.clip(q, -128, 127).astype(np.int8)
+
+
+@lru_cache(maxsize=1)
+def _static_int8_lut() -> np.ndarray:
+    """The static int8 mapping of every uint16 value (computed by the formula above)."""
+    u = np.arange(1 << 16, dtype=np.int64)
+    lut = np.clip((u * 256 + 333) // 666 - 128, -128, 127).astype(np.int8)
+    lut.flags.writeable = False
+    return lut
 
 
 def to_model_input_mfcc(values: np.ndarray, scale: float, zero_point: int,
