@@ -36,7 +36,9 @@ case "$profile" in
   host) extras="host" ;;
   test) extras="host,test,bench" ;;
 esac
-stamp=".venv/.keywire-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
+# pyproject.toml (metadata) and setup.py (the C frontend's build): a change to either reinstalls,
+# which also rebuilds keywire.agent._cfrontend (gcc, python3-dev above).
+stamp=".venv/.keywire-$extras-$(cat pyproject.toml setup.py | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip setuptools wheel >&2
   .venv/bin/python -m pip install -q -e ".[$extras]" >&2
