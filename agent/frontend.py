@@ -12,6 +12,11 @@ frames in a chunk (and over clips in `compute_features_batch`); the recursive st
 (DC notch per sample, noise reduction/PCAN per frame) loop in time but are vectorised over
 channels. Tables (window, twiddles, filterbank, gain and log LUTs) are built once per settings.
 
+This numpy code is the specification. `agent/native/frontend.c` (the extension
+`keywire.agent._cfrontend`, built by `pip install -e .`) redoes the same integer arithmetic
+frame by frame in C from the same tables, about ten times cheaper per streaming call;
+`Frontend(settings, native=None)` uses it when it is built and this code otherwise.
+
 `fe.frontend_type == "mfcc"` selects the float MFCC frontend in `mfcc.py` instead.
 `fe.activity_detection_*` are accepted but have no effect: in MLTK they only drive an activity
 flag and never change the features. `fe.fft_length`, when set, must be the microfrontend's own

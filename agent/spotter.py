@@ -45,8 +45,11 @@ class KeywordSpotter:
     """Streaming engine; not thread-safe except for `swap_model`/`set_detection`."""
 
     def __init__(self, model: KeywordModel, detection: Optional[DetectionSettings] = None,
-                 device_id: str = "", on_scores: Optional[ScoresHook] = None) -> None:
+                 device_id: str = "", on_scores: Optional[ScoresHook] = None,
+                 native_frontend: Optional[bool] = None) -> None:
+        """`native_frontend`: as `Frontend`'s `native` (None = the C frontend when built)."""
         self.device_id = device_id
+        self._native_frontend = native_frontend
         self.on_scores = on_scores
         self.stats = SpotterStats()
         self._lock = threading.Lock()
@@ -66,7 +69,7 @@ class KeywordSpotter:
         self._gain = self.detection.volume_gain
         self._step, self._win = fe.step_samples, fe.window_samples
         if old_fe != fe:
-            self.frontend = Frontend(fe)
+            self.frontend = Frontend(fe, native=self._native_frontend)
             self._window = np.zeros((fe.n_frames, fe.n_channels),
                                     dtype=np.float32 if fe.frontend_type == "mfcc" else np.uint16)
             self._restart_frontend_at(self._stream_samples)

@@ -52,14 +52,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def child(model_path: str, wav: str) -> dict:
+def child(model_path: str, wav: str, impl: str = "auto") -> dict:
     """Runs in a fresh process: the agent's pipeline with per-stage CPU accounting."""
     from keywire.agent.model import KeywordModel
     from keywire.agent.sources import FileSource
     from keywire.agent.spotter import KeywordSpotter
 
     model = KeywordModel.load(model_path)
-    spotter = KeywordSpotter(model)
+    spotter = KeywordSpotter(model, native_frontend=False if impl == "numpy" else None)
     cpu = {"frontend": 0.0, "inference": 0.0}
     fe_process, infer = spotter.frontend.process, model.infer
 
@@ -101,6 +101,7 @@ def child(model_path: str, wav: str) -> dict:
         "cpu_percent_of_one_core_realtime": 100.0 * total / audio_s,
         "peak_rss_mb": peak_rss_mb(),
         "runtime": __import__("keywire.agent.interpreter", fromlist=["x"]).runtime_name(),
+        "frontend_impl": "C" if spotter.frontend.native else "numpy",
     }
 
 
@@ -108,7 +109,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model .tflite (default: bundled speech12)")
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--numpy-frontend", action="store_true", help="the numpy frontend (the fallback), not C")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(*a.child)))
@@ -119,11 +121,12 @@ def main() -> None:
 
         model = str(model_path("speech12"))
     wav = build_stream(a.minutes, REPO / ".cache" / "bench" / f"stream_{a.minutes:g}min.wav")
-    out = subprocess.run([sys.executable, __file__, "--child", model, str(wav)], capture_output=True,
+    impl = "numpy" if a.numpy_frontend else "auto"
+    out = subprocess.run([sys.executable, __file__, "--child", model, str(wav), impl], capture_output=True,
                          text=True, check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     c = r["cpu_s_per_audio_hour"]
-    print(f"model {r['model']} ({r['classes']} classes), runtime {r['runtime']}, "
+    print(f"model {r['model']} ({r['classes']} classes), runtime {r['runtime']}, frontend {r['frontend_impl']}, "
           f"{r['audio_s'] / 60:.1f} min of audio, {r['inferences']} inferences, {r['detections']} detections")
     print(f"real-time factor:            {r['real_time_factor']:.4f}")
     print(f"CPU of one core in real time: {r['cpu_percent_of_one_core_realtime']:.2f} %")

@@ -5,8 +5,9 @@
 
 pymicro-wakeword (PyPI, `pip install pymicro-wakeword`, the `bench` extra) runs microWakeWord's
 streaming models with the TFLite-Micro audio frontend compiled in C (pymicro-features) and
-the TFLite C library. keywire runs its agent pipeline: `KeywordSpotter` (numpy MLTK frontend,
-feature window, interpreter every `latency_ms`, MLTK detector). Both get the same int16
+the TFLite C library. keywire runs its agent pipeline: `KeywordSpotter` (MLTK frontend, in C
+when keywire.agent._cfrontend is built and in numpy otherwise; `--numpy-frontend` forces
+numpy), feature window, interpreter every `latency_ms`, MLTK detector). Both get the same int16
 audio in the same chunk size, in the same process, and are timed with `time.process_time()`
 (CPU time of all threads), after one warm-up pass over the first 10 s.
 
@@ -32,6 +33,7 @@ import numpy as np
 from keywire.agent.frontend import Frontend
 from keywire.agent.interpreter import runtime_name
 from keywire.agent.model import KeywordModel
+from keywire.agent.settings import FrontendSettings
 from keywire.agent.spotter import KeywordSpotter
 from keywire.training import streams as st
 
@@ -101,9 +103,9 @@ def run_pymicro(audio: np.ndarray, chunk: int, model_name: str) -> dict:
             "detections": fired, "stride_ms": 10 * mww.stride}
 
 
-def run_keywire(audio: np.ndarray, chunk: int, path: Path) -> dict:
+def run_keywire(audio: np.ndarray, chunk: int, path: Path, native: Optional[bool] = None) -> dict:
     model = KeywordModel.load(path)
-    spot = KeywordSpotter(model)
+    spot = KeywordSpotter(model, native_frontend=native)
 
     def go(x: np.ndarray) -> int:
         n = 0
@@ -116,7 +118,7 @@ def run_keywire(audio: np.ndarray, chunk: int, path: Path) -> dict:
     inf0 = spot.stats.inferences
     cpu, fired = cpu_time(lambda: go(audio))
     inferences = spot.stats.inferences - inf0
-    fe = Frontend(model.frontend)
+    fe = Frontend(model.frontend, native=native)
     fe_cpu, _ = cpu_time(lambda: sum(len(fe.process(audio[i:i + chunk])) for i in range(0, len(audio), chunk)))
     return {"detector": f"keywire {model.name}", "cpu_s": cpu, "frontend_cpu_s": fe_cpu, "detections": fired,
             "inferences": inferences, "latency_ms": model.detection.latency_ms,
@@ -133,15 +135,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--numpy-frontend", action="store_true", help="keywire with its numpy frontend (the fallback)")
     args = ap.parse_args(argv)
+    native = False if args.numpy_frontend else None
     audio = test_audio(Path(args.data), args.minutes, args.seed)
     hours = len(audio) / RATE / 3600
     chunk = RATE * args.chunk_ms // 1000
     rows = [run_pymicro(audio, chunk, m) for m in (args.microwakeword or ["okay_nabu"])]
-    rows += [run_keywire(audio, chunk, Path(p)) for p in args.keywire]
+    rows += [run_keywire(audio, chunk, Path(p), native) for p in args.keywire]
     ref = rows[0]["cpu_s"]
     print(f"{len(audio) / RATE / 60:.1f} min of audio, {args.chunk_ms} ms chunks, {platform.processor() or platform.machine()}, "
-          f"keywire interpreter: {runtime_name()}")
+          f"keywire interpreter: {runtime_name()}, keywire frontend: "
+          f"{'C' if Frontend(FrontendSettings(), native=native).native else 'numpy'}")
     print(f"| detector | CPU-s per audio-hour | of which frontend | ratio to {rows[0]['detector']} | detections |")
     print("|---|---|---|---|---|")
     for r in rows:
