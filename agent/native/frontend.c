@@ -93,6 +93,7 @@ typedef struct {
     int32_t *z;               /* [2 * ncfft] complex FFT work (re, im) */
     int64_t *wsum, *usum;     /* [nch + 1] filterbank range sums */
     int64_t *sig;             /* [nch] */
+    int busy;                 /* a call runs without the GIL: others must not touch the state */
 } FE;
 
 /* ---------------------------------------------------------------- the arithmetic */
@@ -418,6 +419,10 @@ static int fe_init(FE *s, PyObject *args, PyObject *kw)
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
         bufs[i]->obj = NULL;
     int ok = 0;
+    if (s->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "frontend is in use by another thread");
+        return -1;
+    }
     fe_free_tables(s);   /* __init__ may run twice */
     memset(&s->size, 0, sizeof(FE) - offsetof(FE, size));
     if (!PyArg_ParseTupleAndKeywords(
@@ -523,6 +528,10 @@ static int ready(FE *s)
         PyErr_SetString(PyExc_RuntimeError, "frontend is not initialised");
         return 0;
     }
+    if (s->busy) {   /* checked and set while holding the GIL */
+        PyErr_SetString(PyExc_RuntimeError, "frontend is in use by another thread");
+        return 0;
+    }
     return 1;
 }
 
@@ -569,9 +578,11 @@ static PyObject *fe_process(FE *s, PyObject *args)
     if (out.len / 2 < need) {
         PyErr_Format(PyExc_ValueError, "output holds %zd values, %zd needed", out.len / 2, need);
     } else {
+        s->busy = 1;
         Py_BEGIN_ALLOW_THREADS
         frames = run(s, x.buf, n, out.buf);
         Py_END_ALLOW_THREADS
+        s->busy = 0;
     }
     PyBuffer_Release(&x);
     PyBuffer_Release(&out);
@@ -601,6 +612,7 @@ static PyObject *fe_process_batch(FE *s, PyObject *args)
         if (out.len / 2 < per_clip * n_clips) {
             PyErr_SetString(PyExc_ValueError, "output too small");
         } else {
+            s->busy = 1;
             Py_BEGIN_ALLOW_THREADS
             for (Py_ssize_t i = 0; i < n_clips; i++) {   /* each clip from fresh state */
                 reset_state(s);
@@ -608,6 +620,7 @@ static PyObject *fe_process_batch(FE *s, PyObject *args)
             }
             reset_state(s);
             Py_END_ALLOW_THREADS
+            s->busy = 0;
             ok = 1;
         }
     }

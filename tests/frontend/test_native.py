@@ -164,3 +164,29 @@ def test_c_rejects_wrong_buffers():
     with pytest.raises(ValueError):
         c.process(np.zeros(480, np.int16), np.zeros((0, 40), np.uint16))   # room for 0 of 1 frame
     assert c.process(np.zeros(480, np.int16), np.zeros((1, 40), np.uint16)) == 1
+
+
+def test_c_state_refuses_concurrent_use_instead_of_corrupting_memory(speech_stream):
+    """process() runs without the GIL; a second thread on the same state gets an error."""
+    import threading
+
+    fe = Frontend(MICRO_SPEECH, native=True)
+    long = np.tile(speech_stream, 20)
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            for _ in range(5):
+                fe.process(long)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all("in use" in str(e) for e in errors)
+    fe.reset()
+    np.testing.assert_array_equal(fe.process(speech_stream), compute_features(speech_stream, MICRO_SPEECH,
+                                                                              native=False))
