@@ -81,6 +81,9 @@ class Recipe:
     class_weights: str = "balanced"       # balanced | none
     label_smoothing: float = 0.05
     weight_decay: float = 1e-4
+    weight_averaging: float = 0.0         # EMA momentum of the weights (Polyak averaging), e.g.
+                                          # 0.995; validation, checkpoints and export use the
+                                          # averaged weights (0 = off)
     seed: int = 1
     max_clips_per_class: int = 0          # 0 = all (caps very large datasets)
     frontend: FrontendSettings = field(default_factory=FrontendSettings)
@@ -127,6 +130,9 @@ class Recipe:
                 raise ConfigError(f"recipe field '{name}' must be positive, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ConfigError(f"recipe field 'learning_rate' must be positive, got {self.learning_rate}")
+        if not 0.0 <= self.weight_averaging < 1.0:
+            raise ConfigError(f"recipe field 'weight_averaging' must be within 0..1 (exclusive), "
+                              f"got {self.weight_averaging}")
         if self.lr_schedule not in ("cosine", "step", "constant"):
             raise ConfigError(f"recipe field 'lr_schedule' must be cosine, step or constant, got {self.lr_schedule!r}")
         if self.class_weights not in ("balanced", "none"):

@@ -204,7 +204,10 @@ def train(recipe: Recipe, out_dir: Path, cache_root: Optional[Path] = None,
         raise ConfigError("recipe field 'model': a single-output (binary) model needs exactly one keyword")
     n_classes = len(recipe.classes)
     loss = keras.losses.BinaryCrossentropy() if binary else keras.losses.CategoricalCrossentropy()
-    model.compile(optimizer=keras.optimizers.AdamW(recipe.learning_rate, weight_decay=recipe.weight_decay),
+    ema = recipe.weight_averaging > 0
+    optimizer = keras.optimizers.AdamW(recipe.learning_rate, weight_decay=recipe.weight_decay,
+                                       use_ema=ema, ema_momentum=recipe.weight_averaging if ema else 0.99)
+    model.compile(optimizer=optimizer,
                   loss=loss, metrics=["binary_accuracy" if binary else "categorical_accuracy"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,6 +229,8 @@ def train(recipe: Recipe, out_dir: Path, cache_root: Optional[Path] = None,
     callbacks: list[Any] = [
         keras.callbacks.LearningRateScheduler(lambda e, lr: lr_at(recipe, e)),
         Renamer(),
+        # With weight averaging, validate and checkpoint the averaged weights (must precede the checkpoint).
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []),
         keras.callbacks.ModelCheckpoint(str(keras_path), monitor=monitor, mode="max", save_best_only=True),
     ]
     if recipe.early_stopping_patience > 0:

@@ -80,11 +80,30 @@ def test_second_training_run_reuses_cached_features(keywire_cli, tiny_model_dir:
     assert (tmp_path / "m" / "tiny.tflite").exists()
 
 
+def test_weight_averaging_exports_the_averaged_weights(keywire_cli, tiny_model_dir: Path, cache_dir: Path,
+                                                      tmp_path: Path) -> None:
+    import keras
+    import numpy as np
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text((tiny_model_dir / "recipe.toml").read_text())
+    weights = []
+    for name, extra in (("plain", []), ("ema", ["--weight-averaging", "0.9"])):
+        r = keywire_cli("train", str(recipe), "--out", str(tmp_path / name), "--cache", str(cache_dir),
+                        "--epochs", "2", "--early-stopping-patience", "0", "--quiet", *extra)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert (tmp_path / name / "tiny.tflite").exists()
+        weights.append(keras.models.load_model(tmp_path / name / "tiny.keras", compile=False).get_weights())
+    # same seed, same data: only the averaging makes the saved weights differ
+    assert any(not np.allclose(a, b) for a, b in zip(*weights))
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--epochz", "3"], "unknown recipe field --epochz (did you mean --epochs?)"),
     (["--model", "resnet9000"], "unknown model 'resnet9000'"),
     (["--keywords", "yes,maybe"], "no samples for keyword 'maybe'"),
     (["--augmentation.speed", "1.2,0.8"], "augmentation.speed"),
+    (["--weight-averaging", "1.5"], "weight_averaging"),
 ])
 def test_bad_input_fails_before_training_with_one_line(keywire_cli, tiny_dataset: Path, tmp_path: Path,
                                                       extra: list, message: str) -> None:
