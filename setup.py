@@ -12,6 +12,7 @@ setup(
             "keywire.agent._cfrontend",
             sources=["agent/native/frontend.c"],
             extra_compile_args=["-O2"],
+            libraries=["m"],   # sqrt, floor
         )
     ]
 )
