@@ -81,6 +81,8 @@ class Recipe:
     class_weights: str = "balanced"       # balanced | none
     label_smoothing: float = 0.05
     weight_decay: float = 1e-4
+    ensemble: int = 1                     # members trained with seeds seed, seed+1, ...; the
+                                          # exported model averages their scores (N x compute)
     weight_averaging: float = 0.0         # EMA momentum of the weights (Polyak averaging), e.g.
                                           # 0.995; validation, checkpoints and export use the
                                           # averaged weights (0 = off)
@@ -125,7 +127,7 @@ class Recipe:
                 raise ConfigError(f"recipe field 'keywords': {k!r} is not a keyword name")
         if not self.data:
             raise ConfigError("recipe field 'data' is empty: name at least one dataset folder")
-        for name in ("epochs", "batch_size", "epoch_passes"):
+        for name in ("epochs", "batch_size", "epoch_passes", "ensemble"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"recipe field '{name}' must be positive, got {getattr(self, name)}")
         if self.learning_rate <= 0:

@@ -83,7 +83,6 @@ def test_second_training_run_reuses_cached_features(keywire_cli, tiny_model_dir:
 def test_weight_averaging_exports_the_averaged_weights(keywire_cli, tiny_model_dir: Path, cache_dir: Path,
                                                       tmp_path: Path) -> None:
     import keras
-    import numpy as np
 
     recipe = tmp_path / "r.toml"
     recipe.write_text((tiny_model_dir / "recipe.toml").read_text())
@@ -98,12 +97,38 @@ def test_weight_averaging_exports_the_averaged_weights(keywire_cli, tiny_model_d
     assert any(not np.allclose(a, b) for a, b in zip(*weights))
 
 
+def test_ensemble_averages_its_members_in_one_model(keywire_cli, tiny_model_dir: Path, cache_dir: Path,
+                                                   tmp_path: Path) -> None:
+    import keras
+
+    from keywire.agent.model import KeywordModel
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text((tiny_model_dir / "recipe.toml").read_text())
+    r = keywire_cli("train", str(recipe), "--out", str(tmp_path / "e"), "--cache", str(cache_dir),
+                    "--epochs", "1", "--ensemble", "2", "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = keras.models.load_model(tmp_path / "e" / "tiny.keras", compile=False)
+    members = [layer for layer in m.layers if layer.name.startswith("member")]
+    assert len(members) == 2
+    x = np.random.default_rng(0).uniform(-128, 127, (3,) + tuple(m.input_shape[1:])).astype(np.float32)
+    want = (members[0](x).numpy() + members[1](x).numpy()) / 2
+    assert np.allclose(m(x).numpy(), want, atol=1e-5)
+    assert not np.allclose(members[0](x).numpy(), members[1](x).numpy())  # different seeds
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert len(report["members_best_val_accuracy"]) == 2
+    # one deployable int8 model at twice a member's size
+    single = KeywordModel.load(tiny_model_dir / "tiny.tflite")
+    assert KeywordModel.load(tmp_path / "e" / "tiny.tflite").size > 1.6 * single.size
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--epochz", "3"], "unknown recipe field --epochz (did you mean --epochs?)"),
     (["--model", "resnet9000"], "unknown model 'resnet9000'"),
     (["--keywords", "yes,maybe"], "no samples for keyword 'maybe'"),
     (["--augmentation.speed", "1.2,0.8"], "augmentation.speed"),
     (["--weight-averaging", "1.5"], "weight_averaging"),
+    (["--ensemble", "0"], "ensemble"),
 ])
 def test_bad_input_fails_before_training_with_one_line(keywire_cli, tiny_dataset: Path, tmp_path: Path,
                                                       extra: list, message: str) -> None:
