@@ -30,6 +30,12 @@ def _quiet_tf() -> None:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow 2.21's oneDNN kernels abort the process ("corrupted size vs. prev_size", or
+    # "could not create a primitive descriptor for the reorder primitive" in
+    # Conv2DBackpropFilter) when training narrow convolutions such as tc_resnet at width 0.5.
+    # The plain kernels train the same models at about the same speed on CPU; a user who
+    # sets the variable keeps their choice.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     logging.getLogger("keywire.training").setLevel(logging.WARNING)
 
 
