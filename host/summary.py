@@ -1,4 +1,5 @@
-"""Model summary like `mltk summarize`: ops, tensors, MACs, size and embedded parameters.
+"""Model summary like `mltk summarize`: ops, tensors, MACs, size, activation memory and
+embedded parameters: what decides whether a model fits a microcontroller.
 
 Reads the TFLite flatbuffer with the schema shipped by ai-edge-litert (or TensorFlow);
 no interpreter is needed except to confirm the model loads.
@@ -15,6 +16,7 @@ from keywire.agent.errors import ModelError
 from keywire.agent.params import _schema, read_params
 
 _TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8"}
+_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1}
 
 
 @dataclass
@@ -35,6 +37,7 @@ class ModelSummary:
     layers: list[LayerSummary]
     total_macs: int
     total_weight_bytes: int
+    peak_activation_bytes: int = 0  # most bytes of activations alive during one op
     parameters: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,7 +52,9 @@ class ModelSummary:
             ins = ", ".join("x".join(map(str, s)) for s in layer.inputs if s)
             outs = ", ".join("x".join(map(str, s)) for s in layer.outputs)
             lines.append(f"{layer.index:>3}  {layer.op:<22} {ins[:34]:<34} {outs[:20]:<20} {layer.macs:>10,}")
-        lines += ["", f"Total MACs: {self.total_macs:,}", f"Weights: {self.total_weight_bytes:,} bytes"]
+        lines += ["", f"Total MACs: {self.total_macs:,}", f"Weights: {self.total_weight_bytes:,} bytes",
+                  f"Activations: {self.peak_activation_bytes:,} bytes at peak (live tensors; a TFLM arena "
+                  f"needs this plus its scratch buffers and bookkeeping)"]
         for t in self.inputs:
             lines.append(f"Input:  {t['name']} {t['dtype']} {t['shape']} scale={t['scale']:.6g} zero_point={t['zero_point']}")
         for t in self.outputs:
@@ -88,6 +93,7 @@ def summarize(path: Path) -> ModelSummary:
                 "scale": scale, "zero_point": zp}
 
     layers: list[LayerSummary] = []
+    op_tensors: list[tuple[list[int], list[int]]] = []
     for k in range(g.OperatorsLength()):
         op = g.Operators(k)
         code = m.OperatorCodes(op.OpcodeIndex())
@@ -98,6 +104,8 @@ def summarize(path: Path) -> ModelSummary:
         ins = [shape(int(i)) for i in op.InputsAsNumpy()] if op.InputsLength() else []
         outs = [shape(int(i)) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
         layers.append(LayerSummary(k, name, ins, outs, _macs(name, ins, outs)))
+        op_tensors.append(([int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else [],
+                           [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []))
     weight_bytes = sum(m.Buffers(i).DataLength() for i in range(m.BuffersLength()))
     params = read_params(data)
     weight_bytes -= len(_param_bytes(data))
@@ -106,7 +114,34 @@ def summarize(path: Path) -> ModelSummary:
         inputs=[tensor(int(i)) for i in g.InputsAsNumpy()],
         outputs=[tensor(int(i)) for i in g.OutputsAsNumpy()],
         layers=layers, total_macs=sum(x.macs for x in layers), total_weight_bytes=weight_bytes,
-        parameters=params)
+        peak_activation_bytes=_peak_activations(m, g, op_tensors), parameters=params)
+
+
+def _peak_activations(m: Any, g: Any, op_tensors: list[tuple[list[int], list[int]]]) -> int:
+    """Peak bytes of non-constant tensors alive at once, running ops in their stored order: a
+    tensor lives from the op that writes it (graph inputs: from the start) to the last op that
+    reads it (graph outputs: to the end). This is what a memory planner packs at best."""
+    def is_activation(i: int) -> bool:
+        t = g.Tensors(i)
+        return m.Buffers(t.Buffer()).DataLength() == 0
+
+    def nbytes(i: int) -> int:
+        t = g.Tensors(i)
+        n = int(np.prod(t.ShapeAsNumpy())) if t.ShapeLength() else 1
+        return n * _TYPE_BYTES.get(t.Type(), 4)
+
+    n_ops = len(op_tensors)
+    first: dict[int, int] = {int(i): 0 for i in g.InputsAsNumpy()}
+    last: dict[int, int] = {int(i): n_ops - 1 for i in g.OutputsAsNumpy()}
+    for k, (ins, outs) in enumerate(op_tensors):
+        for i in outs:
+            first.setdefault(i, k)
+        for i in ins:
+            if i >= 0:
+                last[i] = max(last.get(i, k), k)
+    live = [i for i in first if is_activation(i)]
+    return max((sum(nbytes(i) for i in live if first[i] <= k <= last.get(i, first[i]))
+                for k in range(n_ops)), default=0)
 
 
 def _param_bytes(data: bytes) -> bytes:
