@@ -92,7 +92,9 @@ def augment_waveform(x: np.ndarray, rng: np.random.Generator, a: AugmentationSet
                      noise: NoiseBank, length: int, rate: int,
                      speech: NoiseBank = NoiseBank(())) -> np.ndarray:
     """One random augmented version of int16 clip `x`: `length` samples, preceded by
-    `a.warmup_ms` of the same background (the frontend runs over it; features keep the end).
+    `a.warmup_ms` of the same background (the frontend runs over it; features keep the end;
+    with `a.warmup_random` the background starts anywhere in that span, so the model sees
+    both a settled frontend, as in a stream, and a fresh one, as for a single clip).
 
     Background is a noise snippet or, with `a.babble_probability`, keyword-free speech from
     `speech`; its level is `a.noise_dbfs` absolute, or `a.noise_snr_db` below the clip's
@@ -113,6 +115,11 @@ def augment_waveform(x: np.ndarray, rng: np.random.Generator, a: AugmentationSet
     if rng.random() < a.noise_probability:
         bank = speech if speech.recordings and rng.random() < a.babble_probability else noise
         n = bank.snippet(rng, len(y))
+        if n is not None and a.warmup_random and warm:
+            # Background starts 0..warmup_ms before the clip; leading digital silence leaves
+            # the frontend in its fresh state, so this is a shorter warm-up at the same length.
+            n = n.copy()
+            n[:warm - int(rng.integers(0, warm + 1))] = 0.0
         if n is not None:
             if a.noise_snr_db != (0.0, 0.0):
                 level = voiced_rms(y) * 10 ** (-float(rng.uniform(*a.noise_snr_db)) / 20)

@@ -42,6 +42,7 @@ class AugmentationSettings:
                                           # (recipe 'background_speech') instead of noise
     warmup_ms: int = 0                    # background before the clip, run through the frontend
                                           # so its noise estimate is settled as in a stream
+    warmup_random: bool = False           # draw the warm-up per copy from 0..warmup_ms
     time_masks: int = 2                   # SpecAugment masks along time per example
     time_mask_frames: int = 8             # maximum width of a time mask
     freq_masks: int = 2                   # SpecAugment masks along channels per example

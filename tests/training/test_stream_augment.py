@@ -127,3 +127,21 @@ def test_passages_cli_reads_word_salad(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "keywire.host.cli", "dataset", "passages", "--out", str(out),
                           "--word-salad", "-1"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--word-salad" in bad.stderr
+
+
+def test_random_warmup_starts_the_background_anywhere_before_the_clip(tmp_path: Path) -> None:
+    word = _word(tmp_path)
+    noise = NoiseBank((np.random.default_rng(2).normal(0, 1000, 48000).astype(np.float32),))
+    a = AugmentationSettings(**{**PLAIN.__dict__, "warmup_ms": 500, "warmup_random": True,
+                                "noise_dbfs": (-30.0, -30.0)})
+    rng = np.random.default_rng(0)
+    starts = []
+    for _ in range(20):
+        y = augment_waveform(word, rng, a, noise, 16000, 16000)
+        assert len(y) == 16000 + 8000  # same length whatever the warm-up: copies stack
+        nz = np.flatnonzero(y[:8000])
+        starts.append(int(nz[0]) if len(nz) else 8000)
+    assert min(starts) < 800 and max(starts) > 4000  # from a full warm-up to almost none
+    fixed = AugmentationSettings(**{**a.__dict__, "warmup_random": False})
+    y = augment_waveform(word, np.random.default_rng(0), fixed, noise, 16000, 16000)
+    assert np.flatnonzero(y[:8000])[0] < 10  # without it the background fills the whole span
