@@ -551,6 +551,18 @@ static int get_buffer(PyObject *obj, Py_buffer *b, int writable, char fmt)
     return 1;
 }
 
+/* The int16 samples in and the writable uint16 features out; on failure neither is held. */
+static int get_io(PyObject *xo, PyObject *outo, Py_buffer *x, Py_buffer *out)
+{
+    if (!get_buffer(xo, x, 0, 'h'))
+        return 0;
+    if (!get_buffer(outo, out, 1, 'H')) {
+        PyBuffer_Release(x);
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *fe_frames_for(FE *s, PyObject *arg)
 {
     const Py_ssize_t n = PyLong_AsSsize_t(arg);
@@ -567,12 +579,8 @@ static PyObject *fe_process(FE *s, PyObject *args)
     if (!PyArg_ParseTuple(args, "OO", &xo, &outo) || !ready(s))
         return NULL;
     Py_buffer x, out;
-    if (!get_buffer(xo, &x, 0, 'h'))
+    if (!get_io(xo, outo, &x, &out))
         return NULL;
-    if (!get_buffer(outo, &out, 1, 'H')) {
-        PyBuffer_Release(&x);
-        return NULL;
-    }
     const Py_ssize_t n = x.len / 2, need = frames_for(s, n) * s->nch;
     Py_ssize_t frames = -1;
     if (out.len / 2 < need) {
@@ -596,12 +604,8 @@ static PyObject *fe_process_batch(FE *s, PyObject *args)
     if (!PyArg_ParseTuple(args, "OnO", &xo, &n_clips, &outo) || !ready(s))
         return NULL;
     Py_buffer x, out;
-    if (!get_buffer(xo, &x, 0, 'h'))
+    if (!get_io(xo, outo, &x, &out))
         return NULL;
-    if (!get_buffer(outo, &out, 1, 'H')) {
-        PyBuffer_Release(&x);
-        return NULL;
-    }
     int ok = 0;
     if (n_clips < 1 || (x.len / 2) % n_clips) {
         PyErr_SetString(PyExc_ValueError, "clips do not split into n_clips equal rows");
