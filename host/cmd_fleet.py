@@ -1,4 +1,4 @@
-"""Fleet commands: `keywire push`, `keywire keys generate`, `keywire fleet status|command`, `keywire watch`."""
+"""Fleet commands: `keywire push`, `keywire keys generate`, `keywire fleet status|command|prune`, `keywire watch`."""
 from __future__ import annotations
 
 import json
@@ -133,6 +133,35 @@ def fleet_status_cmd(
         typer.echo(json.dumps([r.to_dict() for r in rows], indent=1))
     else:
         typer.echo(format_rows(rows) if rows else f"no device of fleet {fleet!r} has reported to this broker")
+
+
+@fleet_app.command("prune")
+def fleet_prune(
+    mqtt: Mqtt, fleet: Fleet,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be cleared.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    ca: Ca = None, cert: Cert = None, cert_key: CertKey = None, username: User = None, password: Password = None,
+    protocol: Protocol = "3.1.1",
+) -> None:
+    """Clear retained model chunks that no desired manifest names (not while a push runs)."""
+    from . import cli
+    from .prune import prune_chunks
+
+    try:
+        r = prune_chunks(_settings(mqtt, "prune", ca, cert, cert_key, username, password, protocol), fleet,
+                         dry_run=dry_run)
+    except KeywireError as exc:
+        raise cli.fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(r.to_dict(), indent=1))
+        return
+    verb = "would clear" if dry_run else "cleared"
+    for sha, n in sorted(r.cleared.items()):
+        typer.echo(f"{verb} {sha[:12]}: {n} chunks")
+    for topic in r.unreadable:
+        typer.echo(f"kept everything: {topic} holds no readable manifest", err=True)
+    typer.echo(f"{verb} {sum(r.cleared.values())} chunks of {len(r.cleared)} models; "
+               f"kept {len(r.kept)} models named by {len(r.desired)} desired manifests")
 
 
 @fleet_app.command("command")
