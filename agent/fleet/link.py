@@ -92,6 +92,7 @@ class MqttLink:
         self.state = LinkState.IDLE
         self.connects = 0
         self.last_error = ""
+        self._renewing = False  # a reconnect of our own (renew_will), not a lost connection
         self._connected = threading.Event()
         self._attempted = threading.Event()  # a first connection attempt finished (either way)
         v5 = settings.protocol == "5"
@@ -159,6 +160,23 @@ class MqttLink:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def renew_will(self, will: tuple[str, bytes, bool]) -> None:
+        """Replace the last will. A broker keeps the will it got with CONNECT, so a connected
+        link reconnects: the clean DISCONNECT discards the old will unsent and the new CONNECT
+        carries this one; paho sends unacknowledged QoS 1 messages again afterwards. Not for
+        paho's own thread (callbacks): it waits for that thread to finish."""
+        self.client.will_set(will[0], will[1], qos=1, retain=will[2])
+        if self.state is not LinkState.CONNECTED:
+            return  # the next CONNECT carries it
+        self._renewing = True
+        try:
+            self.client.disconnect()
+            self.client.loop_stop()
+        finally:
+            self._renewing = False
+        if self.state is not LinkState.CLOSED:
+            self.start()
+
     # ------------------------------------------------------------ I/O
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -190,7 +208,10 @@ class MqttLink:
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
-        if self.state is not LinkState.CLOSED:
+        if self._renewing:
+            self.state = LinkState.DISCONNECTED
+            log.info("MQTT reconnecting to renew the last will")
+        elif self.state is not LinkState.CLOSED:
             self.state = LinkState.DISCONNECTED
             self.last_error = f"disconnected: {reason_code}" if self.connects else \
                 f"connection closed by the broker ({reason_code}; TLS or authentication refused?)"

@@ -144,6 +144,7 @@ class FleetService:
         self._next_telemetry = 0.0
         self._closed = False
         self._overrides_path = state / "fleet-detection.json"
+        self._will_sha = ""  # the model the broker's copy of our last will names
 
     # ------------------------------------------------------------ component lifecycle
     def start(self, agent: Any) -> None:
@@ -161,8 +162,7 @@ class FleetService:
         self.link = MqttLink(self.config.mqtt, on_message=self._on_message,
                              on_connect=lambda: self._post(self._on_connected),
                              on_published=lambda mid: self._post(self._on_acked, mid),
-                             will=(self.device.status, self._status(online=False).to_json(), True),
-                             max_inflight=20)
+                             will=self._will(), max_inflight=20)
         self._worker = threading.Thread(target=self._run_worker, name="keywire-fleet", daemon=True)
         self._worker.start()
         self.meter.start_at(agent.spotter.stats.inferences)
@@ -196,7 +196,7 @@ class FleetService:
             self._jobs.put(None)
             self._worker.join(timeout=5)
         if self.link is not None:
-            self.link.close(final=(self.device.status, self._status(online=False).to_json(), True))
+            self.link.close(final=self._will())
         self.spool.close()
 
     @property
@@ -311,9 +311,19 @@ class FleetService:
                       software_version=self.version, groups=self.config.groups, last_push=dict(self.last_push),
                       reason=self.reason, board=agent.component_status().get("board") if agent is not None else None)
 
+    def _will(self) -> tuple[str, bytes, bool]:
+        """The offline status the broker publishes (retained) if this device vanishes."""
+        self._will_sha = self.agent.model.sha256 if self.agent is not None else ""
+        return self.device.status, self._status(online=False).to_json(), True
+
     def _publish_status(self) -> None:
-        if self.link is not None:
-            self.link.publish(self.device.status, self._status().to_json(), qos=1, retain=True)
+        if self.link is None:
+            return
+        self.link.publish(self.device.status, self._status().to_json(), qos=1, retain=True)
+        if self.agent is not None and self.agent.model.sha256 != self._will_sha:
+            # The will still names the model from connect time; a device that dies now must
+            # not be shown offline with a model it no longer runs.
+            self.link.renew_will(self._will())
 
     def _publish_telemetry(self) -> None:
         if self.link is None or self.agent is None:

@@ -33,3 +33,21 @@ def test_push_activates_new_model_and_keeps_previous(broker, start_agent, observ
     agent.stop()
     agent = start_agent(broker, "dev1")            # and so does a restart
     obs.wait_for(lambda: [e for e in agent.detections() if e["model_version"] == "2"], what="v2 after restart")
+
+
+def test_last_will_names_the_model_the_device_ran_when_it_died(broker, start_agent, observe, fleet_models, keys):
+    """The broker's copy of the last will is renewed when the model changes: a device killed
+    after a push shows offline with the pushed model, not the one it connected with."""
+    obs = observe(broker)
+    agent = start_agent(broker, "dev1")
+    obs.wait_for(lambda: (device_status(obs, "dev1") or {}).get("online"), what="dev1 online")
+    r = run_keywire("push", str(fleet_models.v2), "--mqtt", broker.url, "--fleet", FLEET, "--key", str(keys[0]),
+                    "--device", "dev1", "--wait", "60")
+    assert r.returncode == 0, r.stdout + r.stderr
+    obs.wait_for(lambda: "renew the last will" in agent.log(), what="will renewed")
+    obs.wait_for(lambda: (s := device_status(obs, "dev1")) and s["online"] and s["model"]["version"] == "2",
+                 what="online with v2 after the reconnect")
+    agent.kill()                                   # no clean shutdown: the broker sends the will
+    st = obs.wait_for(lambda: (s := device_status(obs, "dev1")) and not s["online"] and s, what="will")
+    assert st["model"]["version"] == "2"
+    assert st["previous_model"]["version"] == "1"
