@@ -219,3 +219,15 @@ def run_keywire(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
     """The host CLI `keywire ...` in its own process."""
     return subprocess.run([sys.executable, "-c", "import sys; from keywire.host.cli import main; sys.exit(main())",
                            *args], capture_output=True, text=True, timeout=timeout)
+
+
+def wait_online(obs: Observer, device: str) -> None:
+    obs.wait_for(lambda: (device_status(obs, device) or {}).get("online"), what=f"{device} online")
+
+
+def push_to_device(broker, keys, model: Path, device: str = "dev1", *extra: str) -> subprocess.CompletedProcess:
+    """`keywire push MODEL --device DEVICE` against the test broker; asserts it succeeded."""
+    r = run_keywire("push", str(model), "--mqtt", broker.url, "--fleet", FLEET, "--key", str(keys[0]),
+                    "--device", device, "--wait", "60", *extra)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r

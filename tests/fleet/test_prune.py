@@ -5,7 +5,7 @@ import hashlib
 import json
 import time
 
-from .conftest import FLEET, device_status, run_keywire
+from .conftest import FLEET, push_to_device, run_keywire, wait_online
 
 
 def _retained_chunks(observe, broker) -> dict[str, int]:
@@ -25,12 +25,9 @@ def _retained_chunks(observe, broker) -> dict[str, int]:
 def test_prune_clears_only_models_no_desired_manifest_names(broker, start_agent, observe, fleet_models, keys):
     obs = observe(broker)
     start_agent(broker, "dev1")
-    obs.wait_for(lambda: (device_status(obs, "dev1") or {}).get("online"), what="dev1 online")
-    push = ("--mqtt", broker.url, "--fleet", FLEET, "--key", str(keys[0]), "--device", "dev1", "--wait", "60",
-            "--chunk-size", "65536")
+    wait_online(obs, "dev1")
     for model in (fleet_models.v2, fleet_models.v3):
-        r = run_keywire("push", str(model), *push)
-        assert r.returncode == 0, r.stdout + r.stderr
+        push_to_device(broker, keys, model, "dev1", "--chunk-size", "65536")
     v2, v3 = (hashlib.sha256(m.read_bytes()).hexdigest() for m in (fleet_models.v2, fleet_models.v3))
     before = _retained_chunks(observe, broker)
     assert set(before) == {v2, v3} and before[v2] == before[v3] > 1

@@ -6,16 +6,14 @@ import time
 
 from keywire.agent.fleet.messages import Command
 
-from .conftest import FLEET, device_status, run_keywire
+from .conftest import FLEET, device_status, push_to_device, wait_online
 
 
 def test_push_activates_new_model_and_keeps_previous(broker, start_agent, observe, fleet_models, keys, tmp_path):
     obs = observe(broker)
     agent = start_agent(broker, "dev1")
-    obs.wait_for(lambda: (device_status(obs, "dev1") or {}).get("online"), what="dev1 online")
-    r = run_keywire("push", str(fleet_models.v2), "--mqtt", broker.url, "--fleet", FLEET, "--key", str(keys[0]),
-                    "--device", "dev1", "--wait", "60")
-    assert r.returncode == 0, r.stdout + r.stderr
+    wait_online(obs, "dev1")
+    r = push_to_device(broker, keys, fleet_models.v2)
     assert "active on 1/1 devices" in r.stdout
     st = obs.wait_for(lambda: (s := device_status(obs, "dev1")) and s["model"]["version"] == "2" and s,
                       what="status v2")
@@ -40,10 +38,8 @@ def test_last_will_names_the_model_the_device_ran_when_it_died(broker, start_age
     after a push shows offline with the pushed model, not the one it connected with."""
     obs = observe(broker)
     agent = start_agent(broker, "dev1")
-    obs.wait_for(lambda: (device_status(obs, "dev1") or {}).get("online"), what="dev1 online")
-    r = run_keywire("push", str(fleet_models.v2), "--mqtt", broker.url, "--fleet", FLEET, "--key", str(keys[0]),
-                    "--device", "dev1", "--wait", "60")
-    assert r.returncode == 0, r.stdout + r.stderr
+    wait_online(obs, "dev1")
+    push_to_device(broker, keys, fleet_models.v2)
     obs.wait_for(lambda: "renew the last will" in agent.log(), what="will renewed")
     obs.wait_for(lambda: (s := device_status(obs, "dev1")) and s["online"] and s["model"]["version"] == "2",
                  what="online with v2 after the reconnect")
