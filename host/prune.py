@@ -41,20 +41,21 @@ class PruneResult:
 class _RetainedScan:
     """Collects retained chunk topics and desired manifests as they arrive."""
 
-    def __init__(self, base: str) -> None:
-        self.base = base
+    def __init__(self, topics: FleetTopics) -> None:
+        self.topics = topics
         self.lock = threading.Lock()
         self.chunks: dict[str, set[str]] = {}
         self.desired: dict[str, str] = {}
         self.unreadable: list[str] = []
 
     def __call__(self, topic: str, payload: bytes) -> None:
-        parts = topic[len(self.base) + 1:].split("/") if topic.startswith(self.base + "/") else []
+        if not payload:
+            return  # a cleared topic
+        sha = self.topics.model_of_chunk(topic)
         with self.lock:
-            if len(parts) == 4 and parts[0] == "model" and parts[2] == "chunk" and _SHA.match(parts[1]):
-                if payload:
-                    self.chunks.setdefault(parts[1], set()).add(topic)
-            elif parts and parts[-1] == "desired" and payload:
+            if _SHA.match(sha):
+                self.chunks.setdefault(sha, set()).add(topic)
+            elif topic.endswith("/desired"):
                 try:
                     self.desired[topic] = Manifest.from_json(payload).sha256
                 except MessageError:
@@ -67,11 +68,9 @@ def prune_chunks(settings: MqttSettings, fleet: str, dry_run: bool = False,
 
     A desired topic holding something that is not a manifest keeps every chunk (nothing is
     cleared): the scan cannot tell which model it was meant to name."""
-    b = FleetTopics(fleet).base
-    scan = _RetainedScan(b)
-    client = FleetClient(settings, fleet, extra_topics=(f"{b}/model/+/chunk/+", f"{b}/all/desired",
-                                                        f"{b}/group/+/desired", f"{b}/device/+/desired"),
-                         on_other=scan)
+    topics = FleetTopics(fleet)
+    scan = _RetainedScan(topics)
+    client = FleetClient(settings, fleet, extra_topics=(topics.all_chunks(), *topics.all_desired()), on_other=scan)
     client.connect()
     try:
         client.settle(quiet_s=settle_s, max_s=max(30.0, settle_s))

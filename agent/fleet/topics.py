@@ -45,11 +45,23 @@ class FleetTopics:
     def chunk_filter(self, sha256: str) -> str:
         return f"{self.base}/model/{sha256}/chunk/+"
 
+    def all_chunks(self) -> str:
+        return f"{self.base}/model/+/chunk/+"
+
+    def model_of_chunk(self, topic: str) -> str:
+        """Model sha256 from a chunk topic of this fleet ('' if not such a topic)."""
+        parts = topic[len(self.base) + 1:].split("/") if topic.startswith(self.base + "/") else []
+        return parts[1] if len(parts) == 4 and parts[0] == "model" and parts[2] == "chunk" else ""
+
     def desired_all(self) -> str:
         return f"{self.base}/all/desired"
 
     def desired_group(self, group: str) -> str:
         return f"{self.base}/group/{check_name('group', group)}/desired"
+
+    def all_desired(self) -> tuple[str, ...]:
+        """Filters for every desired topic: the fleet's, each group's, each device's."""
+        return self.desired_all(), f"{self.base}/group/+/desired", f"{self.base}/device/+/desired"
 
     # devices -> host (wildcards for the host's subscriptions)
     def all_status(self) -> str:

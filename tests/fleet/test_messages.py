@@ -57,6 +57,11 @@ def test_topics():
     assert d.event == "keywire/home/device/kitchen-pi/event"
     assert FleetTopics.device_of(d.status) == "kitchen-pi"
     assert FleetTopics("home").chunk("ab", 3) == "keywire/home/model/ab/chunk/3"
+    t = FleetTopics("home")
+    assert t.model_of_chunk(t.chunk("ab", 3)) == "ab"
+    assert t.model_of_chunk(FleetTopics("other").chunk("ab", 3)) == "" and t.model_of_chunk(t.desired_all()) == ""
+    assert t.all_desired() == ("keywire/home/all/desired", "keywire/home/group/+/desired",
+                               "keywire/home/device/+/desired")
     for bad in ("", "a/b", "+", "#", "x" * 65, "a b"):
         with pytest.raises(ConfigError):
             DeviceTopics("home", bad)
