@@ -208,11 +208,11 @@ class MqttLink:
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
-        if self._renewing:
+        if self.state is not LinkState.CLOSED:
             self.state = LinkState.DISCONNECTED
+        if self._renewing:
             log.info("MQTT reconnecting to renew the last will")
         elif self.state is not LinkState.CLOSED:
-            self.state = LinkState.DISCONNECTED
             self.last_error = f"disconnected: {reason_code}" if self.connects else \
                 f"connection closed by the broker ({reason_code}; TLS or authentication refused?)"
             # before the first connection this is a failed attempt (e.g. TLS handshake refused)
