@@ -118,7 +118,7 @@ def augment_waveform(x: np.ndarray, rng: np.random.Generator, a: AugmentationSet
         if n is not None and a.warmup_random and warm:
             # Background starts 0..warmup_ms before the clip; leading digital silence leaves
             # the frontend in its fresh state, so this is a shorter warm-up at the same length.
-            n = n.copy()
+            # (`snippet` returns a new array: zeroing it in place touches no recording.)
             n[:warm - int(rng.integers(0, warm + 1))] = 0.0
         if n is not None:
             if a.noise_snr_db != (0.0, 0.0):
