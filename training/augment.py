@@ -1,7 +1,9 @@
 """MLTK's augmentation set: waveform (offset, loudness, speed, pitch, noise) and SpecAugment,
 plus what a listening device needs on top: background at a signal-to-noise ratio (noise or
-keyword-free speech), and the background continuing *before* the clip so the frontend's
-noise estimate has settled as it has in a stream.
+keyword-free speech), the background continuing *before* the clip so the frontend's
+noise estimate has settled as it has in a stream, and copies mixed exactly as the evaluation
+streams mix keywords (`stream_mix`: a bed of noise, other speakers' words and background
+speech, the keyword at an SNR above it).
 
 Waveform augmentations run once per cached feature copy (they need the frontend afterwards,
 which is the expensive part); SpecAugment masks run on feature batches at every step.
@@ -9,12 +11,13 @@ which is the expensive part); SpecAugment masks run on feature batches at every 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from .audio import fit_length
 from .recipe import AugmentationSettings
+from .streams import BackgroundPool, StreamConfig, add_at_snr, background_bed, voiced_span
 
 
 @dataclass(frozen=True)
@@ -88,17 +91,9 @@ def _stretch(x: np.ndarray, length: int, grain: int = 512) -> np.ndarray:
     return out[:length] / np.maximum(norm[:length], 1e-3)
 
 
-def augment_waveform(x: np.ndarray, rng: np.random.Generator, a: AugmentationSettings,
-                     noise: NoiseBank, length: int, rate: int,
-                     speech: NoiseBank = NoiseBank(())) -> np.ndarray:
-    """One random augmented version of int16 clip `x`: `length` samples, preceded by
-    `a.warmup_ms` of the same background (the frontend runs over it; features keep the end;
-    with `a.warmup_random` the background starts anywhere in that span, so the model sees
-    both a settled frontend, as in a stream, and a fresh one, as for a single clip).
-
-    Background is a noise snippet or, with `a.babble_probability`, keyword-free speech from
-    `speech`; its level is `a.noise_dbfs` absolute, or `a.noise_snr_db` below the clip's
-    voiced level when that range is set."""
+def _shaped(x: np.ndarray, rng: np.random.Generator, a: AugmentationSettings, length: int,
+            rate: int) -> np.ndarray:
+    """Speed, pitch, loudness and time shift of int16 clip `x`, fitted to `length` samples."""
     y = x.astype(np.float32)
     lo, hi = a.speed
     if hi > lo or lo != 1.0:
@@ -109,7 +104,24 @@ def augment_waveform(x: np.ndarray, rng: np.random.Generator, a: AugmentationSet
     lo, hi = a.loudness_db
     y = y * 10 ** (float(rng.uniform(lo, hi)) / 20)
     shift = int(rng.integers(-a.time_shift_ms, a.time_shift_ms + 1)) * rate // 1000 if a.time_shift_ms else 0
-    y = fit_length(np.clip(np.round(y), -32768, 32767).astype(np.int16), length, shift).astype(np.float32)
+    return fit_length(np.clip(np.round(y), -32768, 32767).astype(np.int16), length, shift)
+
+
+def augment_waveform(x: np.ndarray, rng: np.random.Generator, a: AugmentationSettings,
+                     noise: NoiseBank, length: int, rate: int,
+                     speech: NoiseBank = NoiseBank(()), bed: Optional[BackgroundPool] = None) -> np.ndarray:
+    """One random augmented version of int16 clip `x`: `length` samples, preceded by
+    `a.warmup_ms` of the same background (the frontend runs over it; features keep the end;
+    with `a.warmup_random` the background starts anywhere in that span, so the model sees
+    both a settled frontend, as in a stream, and a fresh one, as for a single clip).
+
+    Background is a noise snippet or, with `a.babble_probability`, keyword-free speech from
+    `speech`; its level is `a.noise_dbfs` absolute, or `a.noise_snr_db` below the clip's
+    voiced level when that range is set. With `a.stream_probability` and a `bed` pool the
+    copy is mixed as in a listening stream instead (`stream_mix`)."""
+    if bed is not None and a.stream_probability > 0 and rng.random() < a.stream_probability:
+        return stream_mix(x, rng, a, bed, length, rate)
+    y = _shaped(x, rng, a, length, rate).astype(np.float32)
     warm = a.warmup_ms * rate // 1000
     y = np.concatenate([np.zeros(warm, np.float32), y])
     if rng.random() < a.noise_probability:
@@ -128,6 +140,42 @@ def augment_waveform(x: np.ndarray, rng: np.random.Generator, a: AugmentationSet
                 level = _dbfs_to_rms(float(rng.uniform(*a.noise_dbfs)))
             y = y + n * level
     return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def stream_mix(x: np.ndarray, rng: np.random.Generator, a: AugmentationSettings, bed: BackgroundPool,
+               length: int, rate: int) -> np.ndarray:
+    """Clip `x` as a device hears it in a stream, made the way the evaluation streams are made:
+    a background bed (`streams.background_bed`: random cross-faded segments of noise
+    recordings, other speakers' words and background speech, each at a level drawn from
+    `a.stream_dbfs`) running `a.warmup_ms` before the clip, and the clip (shaped as in
+    `augment_waveform`) added with its voiced part `a.stream_snr_db` above the bed under it
+    (`streams.add_at_snr`). Returns warm-up + `length` samples."""
+    y = _shaped(x, rng, a, length, rate)
+    warm = a.warmup_ms * rate // 1000
+    lo, hi = a.stream_dbfs
+    config = StreamConfig(sample_rate=rate, background_dbfs=(lo + hi) / 2, background_jitter_db=(hi - lo) / 2)
+    floor_dbfs = lo - 30.0
+    mix = background_bed(bed, warm + length, rng, config)
+    bg = mix.copy()
+    span = voiced_span(y, rate)
+    add_at_snr(mix, bg, y, span, warm + span[0], float(rng.uniform(*a.stream_snr_db)),
+               _dbfs_to_rms(floor_dbfs), rate)
+    return np.clip(np.round(mix), -32768, 32767).astype(np.int16)
+
+
+def stream_bed_pool(noise_files: Sequence[str], speech_files: Sequence[str], word_files: Sequence[str],
+                    rate: int, shares: tuple[float, float, float] = (0.5, 0.3, 0.2)) -> Optional[BackgroundPool]:
+    """The bed material for `stream_mix`: noise recordings, background speech and short word or
+    silence clips, drawn with `shares` of the segments each (about as the evaluation streams mix
+    them); None when there is no material at all."""
+    groups = [list(noise_files), list(speech_files), list(word_files)]
+    used = [(g, sh) for g, sh in zip(groups, shares) if g]
+    if not used:
+        return None
+    total = sum(sh for _, sh in used)
+    files = [f for g, _ in used for f in g]
+    weights = [sh / total / len(g) for g, sh in used for _ in g]
+    return BackgroundPool(files, rate, weights=weights)
 
 
 def make_silence(seed: int, noise: NoiseBank, length: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from .audio import fit_length, load_clip
 from .augment import NoiseBank, augment_waveform, make_silence, make_speech_window
 from .dataset import SILENCE, Clip
 from .recipe import AugmentationSettings
+from .streams import BackgroundPool
 
 log = logging.getLogger("keywire.training")
 FEATURE_VERSION = "2"  # bump when extraction/augmentation code changes meaning
@@ -70,12 +71,17 @@ class FeatureCache:
 
     def __init__(self, root: Path, fe: FrontendSettings, aug: AugmentationSettings,
                  noise: NoiseBank, noise_files: Sequence[str],
-                 speech: NoiseBank = NoiseBank(()), speech_files: Sequence[str] = ()) -> None:
+                 speech: NoiseBank = NoiseBank(()), speech_files: Sequence[str] = (),
+                 bed: Optional[BackgroundPool] = None) -> None:
         self.fe, self.aug, self.noise, self.speech = fe, aug, noise, speech
+        self.bed = bed if aug.stream_probability > 0 else None
         cfg = {"fe": dataclasses.asdict(fe), "aug": dataclasses.asdict(aug), "v": FEATURE_VERSION,
-               "noise": [Path(f).name + ":" + str(Path(f).stat().st_size) for f in noise_files]}
+               "noise": [_file_id(f) for f in noise_files]}
         if speech_files:
-            cfg["speech"] = [Path(f).name + ":" + str(Path(f).stat().st_size) for f in speech_files]
+            cfg["speech"] = [_file_id(f) for f in speech_files]
+        if self.bed is not None:  # its material and shares: a different bed is a different copy
+            cfg["bed"] = hashlib.sha1(json.dumps([[_file_id(f) for f in self.bed.files],
+                                                  self.bed.weights.round(9).tolist()]).encode()).hexdigest()
         self.key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.root = Path(root) / self.key
         self.root.mkdir(parents=True, exist_ok=True)
@@ -132,11 +138,15 @@ class FeatureCache:
         clean = batch_features(base[None], fe)
         if not copies:
             return clean
-        waves = [augment_waveform(raw, rng, self.aug, self.noise, length, fe.sample_rate_hz, self.speech)
+        waves = [augment_waveform(raw, rng, self.aug, self.noise, length, fe.sample_rate_hz, self.speech, self.bed)
                  for _ in range(copies)]
         # Augmented copies start with `warmup_ms` of their background; keep the clip's frames.
         feats = batch_features(np.stack(waves), fe)[:, -fe.n_frames:]
         return np.concatenate([clean, feats])
+
+
+def _file_id(path: str) -> str:
+    return Path(path).name + ":" + str(Path(path).stat().st_size)
 
 
 def generated_clip(clip: Clip, noise: NoiseBank, speech: NoiseBank, length: int) -> np.ndarray:

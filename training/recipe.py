@@ -43,6 +43,10 @@ class AugmentationSettings:
     warmup_ms: int = 0                    # background before the clip, run through the frontend
                                           # so its noise estimate is settled as in a stream
     warmup_random: bool = False           # draw the warm-up per copy from 0..warmup_ms
+    stream_probability: float = 0.0       # chance a copy is mixed as in a listening stream
+                                          # (`augment.stream_mix`) instead of the above
+    stream_snr_db: Tuple[float, float] = (0.0, 20.0)  # its voiced level above the stream's background
+    stream_dbfs: Tuple[float, float] = (-44.0, -32.0)  # level range of the background's segments
     time_masks: int = 2                   # SpecAugment masks along time per example
     time_mask_frames: int = 8             # maximum width of a time mask
     freq_masks: int = 2                   # SpecAugment masks along channels per example
@@ -150,7 +154,8 @@ class Recipe:
         a = self.augmentation
         if a.copies < 0:
             raise ConfigError("recipe field 'augmentation.copies' must be >= 0")
-        for name in ("loudness_db", "speed", "pitch_semitones", "noise_dbfs", "noise_snr_db"):
+        for name in ("loudness_db", "speed", "pitch_semitones", "noise_dbfs", "noise_snr_db", "stream_snr_db",
+                     "stream_dbfs"):
             lo, hi = getattr(a, name)
             if lo > hi:
                 raise ConfigError(f"recipe field 'augmentation.{name}' has min > max: {[lo, hi]}")
@@ -165,7 +170,9 @@ class Recipe:
         if self.speech_unknown_percentage > 0 and self.unknown_class_percentage <= 0:
             raise ConfigError("recipe field 'speech_unknown_percentage' needs an _unknown_ class "
                               "(unknown_class_percentage > 0)")
-        for name in ("noise_probability", "specaugment_probability", "babble_probability"):
+        if a.stream_dbfs[1] > 0:
+            raise ConfigError(f"recipe field 'augmentation.stream_dbfs' must be at most 0 dBFS, got {list(a.stream_dbfs)}")
+        for name in ("noise_probability", "specaugment_probability", "babble_probability", "stream_probability"):
             if not 0 <= getattr(a, name) <= 1:
                 raise ConfigError(f"recipe field 'augmentation.{name}' must be within 0..1")
         try:

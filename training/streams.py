@@ -221,10 +221,11 @@ def _cached_audio(path: str, sample_rate: int) -> np.ndarray:
 class BackgroundPool:
     """Background material to draw segments from. `portion=(a, b)` restricts every file to
     that fraction of its length, so calibration (e.g. 0-0.5) and evaluation (0.5-1) streams
-    never reuse the same background audio."""
+    never reuse the same background audio. Files are drawn by length (capped at 30 s) unless
+    `weights` gives each file's share."""
 
     def __init__(self, files: Sequence[Path | str], sample_rate: int = 16000,
-                 portion: tuple[float, float] = (0.0, 1.0)) -> None:
+                 portion: tuple[float, float] = (0.0, 1.0), weights: Optional[Sequence[float]] = None) -> None:
         if not files:
             raise ConfigError("background pool is empty")
         if not 0.0 <= portion[0] < portion[1] <= 1.0:
@@ -232,12 +233,22 @@ class BackgroundPool:
         self.files = [Path(f) for f in files]
         self.sample_rate = sample_rate
         self.portion = portion
-        # Weight files by length so a 90 s noise recording is drawn more than a 1 s word,
-        # but cap so long passages do not crowd out everything else.
-        self._weights = np.array([min(self._length(f), 30 * sample_rate) for f in self.files], dtype=float)
+        if weights is not None:
+            if len(weights) != len(self.files) or min(weights) < 0:
+                raise ConfigError("background pool weights must be one non-negative number per file")
+            self._weights = np.array(weights, dtype=float)
+        else:
+            # Weight files by length so a 90 s noise recording is drawn more than a 1 s word,
+            # but cap so long passages do not crowd out everything else.
+            self._weights = np.array([min(self._length(f), 30 * sample_rate) for f in self.files], dtype=float)
         if self._weights.sum() <= 0:
             raise ConfigError("background files are all empty")
         self._weights /= self._weights.sum()
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Each file's share of the draws (sums to 1)."""
+        return self._weights.copy()
 
     def audio(self, f: Path) -> np.ndarray:
         x = _cached_audio(str(f), self.sample_rate)
@@ -334,6 +345,27 @@ def background_bed(pool: BackgroundPool, n_samples: int, rng: np.random.Generato
     return out[:n_samples]
 
 
+def add_at_snr(mix: np.ndarray, bed: np.ndarray, clip: np.ndarray, span: tuple[int, int], at: int,
+               snr_db: float, floor: float, sample_rate: int = 16000) -> float:
+    """Add `clip` onto `mix` (float64, in place) with its voiced part `span` starting at sample
+    `at`, scaled so that the voiced part's RMS is `snr_db` above the RMS of `bed` under it
+    (voiced part +- 0.5 s; never below `floor`). Returns the gain. Streams and the training
+    augmentation that imitates them mix keywords with this one rule."""
+    v0, v1 = span
+    n = len(mix)
+    voiced = clip[v0:v1].astype(np.float64)
+    kr = float(np.sqrt(np.mean(voiced * voiced))) if len(voiced) else 0.0
+    pad = int(0.5 * sample_rate)
+    lo, hi = max(0, at - pad), min(n, at + (v1 - v0) + pad)
+    br = max(floor, float(np.sqrt(np.mean(bed[lo:hi] ** 2))) if hi > lo else 0.0)
+    gain = (br * 10 ** (snr_db / 20) / kr) if kr > 0 else 0.0
+    p = at - v0  # clip start so that its voiced part begins at `at`
+    s0, e0 = max(0, p), min(n, p + len(clip))
+    if e0 > s0:
+        mix[s0:e0] += clip[s0 - p:e0 - p].astype(np.float64) * gain
+    return gain
+
+
 def _to_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
@@ -389,22 +421,12 @@ def _positive_stream(clips: Sequence[KeywordClip], pool: BackgroundPool, config:
         starts.append(pos + pre)
         pos += n
     bed = np.concatenate(beds)
-    n = len(bed)
     mix = bed.copy()
     occ = []
-    pad = int(0.5 * sr)
     floor = 32768.0 * 10 ** ((config.background_dbfs - 30.0) / 20)
-    for c, a, (v0, v1), vstart in zip(clips, audio, spans, starts):
-        p = vstart - v0  # clip start so that its voiced part begins at vstart
-        voiced = a[v0:v1].astype(np.float64)
-        kr = np.sqrt(np.mean(voiced * voiced)) if len(voiced) else 0.0
-        lo, hi = max(0, vstart - pad), min(n, vstart + (v1 - v0) + pad)
-        br = max(floor, float(np.sqrt(np.mean(bed[lo:hi] ** 2))) if hi > lo else 0.0)
-        gain = (br * 10 ** (config.snr_db / 20) / kr) if kr > 0 else 0.0
-        seg = a.astype(np.float64) * gain
-        s0 = max(0, p)
-        e0 = min(n, p + len(seg))
-        mix[s0:e0] += seg[s0 - p:e0 - p]
+    for c, a, span, vstart in zip(clips, audio, spans, starts):
+        add_at_snr(mix, bed, a, span, vstart, config.snr_db, floor, sr)
+        v0, v1 = span
         occ.append(Occurrence(c.keyword, vstart / sr, (vstart + v1 - v0) / sr, source=f"{c.keyword}/{c.path.name}",
                               snr_db=config.snr_db))
     return Stream(name=name, samples=_to_int16(mix), sample_rate=sr, occurrences=tuple(occ),

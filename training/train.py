@@ -23,8 +23,8 @@ import numpy as np
 
 from keywire.agent.errors import ConfigError
 
-from .augment import noise_bank, spec_augment
-from .dataset import SPLITS, Clip, Dataset, load_dataset
+from .augment import noise_bank, spec_augment, stream_bed_pool
+from .dataset import SILENCE, SPLITS, UNKNOWN, Clip, Dataset, load_dataset
 from .features import FeatureCache, default_cache_dir, extract, model_input
 from .recipe import Recipe
 from . import zoo
@@ -71,7 +71,8 @@ def prepare_data(recipe: Recipe, dataset: Dataset, cache_root: Optional[Path] = 
     fe = recipe.frontend
     cache = FeatureCache(cache_root or default_cache_dir(), fe, recipe.augmentation,
                          noise_bank(dataset.noise_files, fe.sample_rate_hz), dataset.noise_files,
-                         noise_bank(dataset.speech_files, fe.sample_rate_hz), dataset.speech_files)
+                         noise_bank(dataset.speech_files, fe.sample_rate_hz), dataset.speech_files,
+                         stream_bed(dataset, fe.sample_rate_hz) if recipe.augmentation.stream_probability > 0 else None)
     xs, ys, kept_all = {}, {}, {}
     for split in SPLITS:
         copies = recipe.augmentation.copies if split == "train" else 0
@@ -98,6 +99,15 @@ def prepare_data(recipe: Recipe, dataset: Dataset, cache_root: Optional[Path] = 
             raise ConfigError(f"class {k!r} has no usable training clips")
     return PreparedData(xs, ys, kept_all, list(dataset.noise_files), cache.stats.skipped, cache.stats.computed,
                         cache.stats.cached, list(dataset.speech_files))
+
+
+def stream_bed(dataset: Dataset, rate: int):
+    """Bed material for stream-mixed copies: the noise recordings, the background speech and
+    the training split's real `_unknown_` and `_silence_` clips (other speakers' words; never
+    a validation or test speaker)."""
+    words = sorted({c.path for c in dataset.clips["train"]
+                    if not c.is_generated and c.label in (UNKNOWN, SILENCE)})
+    return stream_bed_pool(dataset.noise_files, dataset.speech_files, words, rate)
 
 
 def class_weights(y: np.ndarray, n_classes: int, mode: str) -> np.ndarray:

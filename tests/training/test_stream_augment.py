@@ -145,3 +145,80 @@ def test_random_warmup_starts_the_background_anywhere_before_the_clip(tmp_path: 
     fixed = AugmentationSettings(**{**a.__dict__, "warmup_random": False})
     y = augment_waveform(word, np.random.default_rng(0), fixed, noise, 16000, 16000)
     assert np.flatnonzero(y[:8000])[0] < 10  # without it the background fills the whole span
+
+
+def _bed_pool(tmp_path: Path):
+    """Bed material: white noise and a recorded sentence (as WAV files, the way recipes name them)."""
+    from keywire.training.augment import stream_bed_pool
+    from tests.fixtures.speech import write_wav
+
+    noise = tmp_path / "noise.wav"
+    write_wav(noise, np.random.default_rng(4).normal(0, 800, 16000 * 20).astype(np.int16))
+    sentence = synthesize("the quick brown fox jumps over the lazy dog while it rains")
+    return stream_bed_pool([str(noise)], [str(sentence)], [], 16000)
+
+
+def test_stream_copies_put_the_word_at_the_drawn_snr_over_a_warm_bed(tmp_path: Path) -> None:
+    from keywire.training.augment import stream_mix
+
+    word = _word(tmp_path)
+    pool = _bed_pool(tmp_path)
+    a = AugmentationSettings(**{**PLAIN.__dict__, "warmup_ms": 600, "stream_probability": 1.0,
+                                "stream_snr_db": (10.0, 10.0), "stream_dbfs": (-38.0, -38.0)})
+    for seed in range(4):
+        y = stream_mix(word, np.random.default_rng(seed), a, pool, 16000, 16000).astype(np.float64)
+        assert len(y) == 9600 + 16000
+        # the same draws without the word: the bed alone (the word's level is relative to it)
+        silent = stream_mix(np.zeros_like(word), np.random.default_rng(seed), a, pool, 16000, 16000)
+        bed = silent.astype(np.float64)
+        warm_level = 20 * np.log10(np.sqrt(np.mean(bed[:9600] ** 2)) / 32768)
+        assert -41 < warm_level < -35  # the background runs before the clip, at the stream's level
+        w = y - bed
+        v0 = int(np.flatnonzero(np.abs(w) > 1)[0])
+        snr = 20 * np.log10(voiced_rms(w) / np.sqrt(np.mean(bed[max(0, v0 - 8000):v0 + 16000] ** 2)))
+        assert snr == pytest.approx(10.0, abs=1.5)
+    # through augment_waveform: only with a bed pool, and only as often as stream_probability says
+    half = AugmentationSettings(**{**a.__dict__, "stream_probability": 0.5, "noise_probability": 0.0})
+    rng = np.random.default_rng(1)
+    with_bed = [augment_waveform(word, rng, half, NoiseBank(()), 16000, 16000, bed=pool) for _ in range(40)]
+    mixed = sum(int(np.any(y[:9600] != 0)) for y in with_bed)
+    assert 10 < mixed < 30
+    no_bed = [augment_waveform(word, np.random.default_rng(1), half, NoiseBank(()), 16000, 16000) for _ in range(5)]
+    assert all(not np.any(y[:9600]) for y in no_bed)
+
+
+def test_stream_bed_holds_training_speakers_only(tiny_dataset: Path, tmp_path: Path) -> None:
+    from keywire.training.train import stream_bed
+
+    r = Recipe(data=(str(tiny_dataset),), keywords=("yes", "no"), frontend=FE,
+               augmentation=AugmentationSettings(copies=1, stream_probability=0.5))
+    ds = load_dataset(r)
+    pool = stream_bed(ds, 16000)
+    words = [f for f in pool.files if str(f) not in ds.noise_files]
+    train = {c.path for c in ds.clips["train"]}
+    held = {c.path for s in ("validation", "test") for c in ds.clips[s]}
+    assert words and all(str(f) in train and str(f) not in held for f in words)
+    assert abs(float(pool.weights.sum()) - 1.0) < 1e-9
+    # the bed is part of the cache key: other material, other features
+    bank = noise_bank(ds.noise_files, 16000)
+    a = FeatureCache(tmp_path / "c", FE, r.augmentation, bank, ds.noise_files, bed=pool)
+    b = FeatureCache(tmp_path / "c", FE, r.augmentation, bank, ds.noise_files,
+                     bed=st_pool(ds.noise_files))
+    assert a.key != b.key
+
+
+def st_pool(files):
+    from keywire.training.streams import BackgroundPool
+
+    return BackgroundPool(files, 16000)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"stream_snr_db": (20.0, 5.0)}, "augmentation.stream_snr_db"),
+    ({"stream_probability": 1.5}, "augmentation.stream_probability"),
+    ({"stream_dbfs": (-30.0, 3.0)}, "augmentation.stream_dbfs"),
+])
+def test_bad_stream_mix_fields_are_named(changes: dict, field: str) -> None:
+    r = Recipe(data=("x",), keywords=("yes",), augmentation=AugmentationSettings(**changes))
+    with pytest.raises(ConfigError, match=field):
+        r.validate()
