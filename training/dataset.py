@@ -93,10 +93,11 @@ def _read_list(path: Path) -> set[str]:
     return {line.strip().replace("\\", "/") for line in path.read_text().splitlines() if line.strip()}
 
 
-def _scan_folder(root: Path, recipe: Recipe, skipped: list[str]) -> list[tuple[str, str, str, str]]:
-    """(path, word, speaker, split) for every WAV under a dataset root."""
+def _scan_folder(root: Path, recipe: Recipe, skipped: list[str], field_name: str = "data",
+                 split_to: Optional[str] = None) -> list[tuple[str, str, str, str]]:
+    """(path, word, speaker, split) for every WAV under a dataset root (all in `split_to` when given)."""
     if not root.is_dir():
-        raise ConfigError(f"recipe field 'data': {root} is not a folder")
+        raise ConfigError(f"recipe field '{field_name}': {root} is not a folder")
     val, test = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
     out = []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -115,7 +116,9 @@ def _scan_folder(root: Path, recipe: Recipe, skipped: list[str]) -> list[tuple[s
         for p in wavs:
             rel = f"{d.name}/{p.name}"
             spk = speaker_of(p.name)
-            if val or test:
+            if split_to:
+                split = split_to
+            elif val or test:
                 split = "validation" if rel in val else "test" if rel in test else "train"
             else:
                 split = split_of(spk, recipe.validation_percentage, recipe.testing_percentage, recipe.split_salt)
@@ -125,7 +128,7 @@ def _scan_folder(root: Path, recipe: Recipe, skipped: list[str]) -> list[tuple[s
 
 def noise_files(recipe: Recipe) -> list[str]:
     """Background-noise WAVs: each dataset's `_background_noise_` plus the recipe's folders."""
-    dirs = [Path(d) / NOISE_DIR for d in recipe.data] + [Path(d) for d in recipe.background_noise]
+    dirs = [Path(d) / NOISE_DIR for d in recipe.data + recipe.train_data] + [Path(d) for d in recipe.background_noise]
     out: list[str] = []
     for d in dirs:
         if d.is_dir():
@@ -157,6 +160,8 @@ def load_dataset(recipe: Recipe) -> Dataset:
     entries: list[tuple[str, str, str, str]] = []
     for root in recipe.data:
         entries += _scan_folder(Path(root), recipe, skipped)
+    for root in recipe.train_data:
+        entries += _scan_folder(Path(root), recipe, skipped, "train_data", split_to="train")
     for s in skipped:
         log.warning("skipped %s", s)
     rng = random.Random(recipe.seed)

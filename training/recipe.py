@@ -62,6 +62,8 @@ class Recipe:
     version: int = 1
     description: str = ""
     data: Tuple[str, ...] = ()            # Speech Commands-layout folders
+    train_data: Tuple[str, ...] = ()      # more such folders whose clips only ever train (e.g.
+                                          # synthetic speech): validation and test stay real
     background_noise: Tuple[str, ...] = ()  # extra noise folders (each dataset's _background_noise_ is used too)
     background_speech: Tuple[str, ...] = ()  # keyword-free speech (WAV files or folders): babble
                                           # for augmentation and `_unknown_` windows
@@ -244,7 +246,7 @@ def _section(name: str, values: Mapping[str, Any], current: Any, source: str) ->
 def _convert(key: str, value: Any, current: Any, source: str) -> Any:
     """Coerce a TOML/CLI value to the type of the field's current value."""
     try:
-        if key in ("data", "background_noise", "background_speech", "keywords"):
+        if key in ("data", "train_data", "background_noise", "background_speech", "keywords"):
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             return tuple(str(v) for v in value)
@@ -300,7 +302,8 @@ def load_recipe(path: Path | str, overrides: Optional[Mapping[str, Any]] = None)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"recipe {p} is not valid TOML: {exc}") from exc
     r = from_dict(raw, source=f"recipe {p.name}")
-    r = r.replace(data=_resolve(r.data, p.parent), background_noise=_resolve(r.background_noise, p.parent),
+    r = r.replace(data=_resolve(r.data, p.parent), train_data=_resolve(r.train_data, p.parent),
+                  background_noise=_resolve(r.background_noise, p.parent),
                   background_speech=_resolve(r.background_speech, p.parent))
     if r.model.endswith(".py") or ".py:" in r.model:
         file, _, fn = r.model.partition(":")

@@ -96,6 +96,21 @@ def test_missing_data_folder_is_an_error(tmp_path: Path) -> None:
         load_dataset(recipe(tmp_path / "nope"))
 
 
+def test_train_data_only_ever_trains(unlisted: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "synthetic"
+    shutil.copytree(tiny_dataset / "yes", extra / "yes")
+    ds = load_dataset(recipe(unlisted, train_data=(str(extra),)))
+    mine = {str(p) for p in (extra / "yes").glob("*.wav")}
+    where = {s for s in SPLITS for c in ds.clips[s] if c.path in mine}
+    assert where == {"train"}
+    assert len([c for c in ds.clips["train"] if c.path in mine]) == len(mine)
+    # the same folder as ordinary data is split by speaker like any other
+    mixed = load_dataset(recipe(unlisted).replace(data=(str(unlisted), str(extra))))
+    assert {s for s in SPLITS for c in mixed.clips[s] if c.path in mine} - {"train"}
+    with pytest.raises(ConfigError, match="'train_data'.*not a folder"):
+        load_dataset(recipe(unlisted, train_data=(str(tmp_path / "nope"),)))
+
+
 def test_eval_folder_maps_other_words_to_unknown(tiny_dataset: Path) -> None:
     files, skipped = scan_eval_folder(tiny_dataset, ("yes", "no", "_unknown_"))
     labels = {Path(p).parent.name: l for p, l in files}
