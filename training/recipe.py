@@ -90,6 +90,9 @@ class Recipe:
     weight_decay: float = 1e-4
     ensemble: int = 1                     # members trained with seeds seed, seed+1, ...; the
                                           # exported model averages their scores (N x compute)
+    ensemble_models: Tuple[Mapping[str, Any], ...] = ()  # further members of other architectures,
+                                          # e.g. [{ model = "bc_resnet", width = 3.0 }] (the rest of
+                                          # each table are builder options); seeds continue
     weight_averaging: float = 0.0         # EMA momentum of the weights (Polyak averaging), e.g.
                                           # 0.995; validation, checkpoints and export use the
                                           # averaged weights (0 = off)
@@ -207,7 +210,9 @@ def from_dict(values: Mapping[str, Any], base: Optional[Recipe] = None, source: 
     for key, value in values.items():
         if key not in fields:
             raise ConfigError(f"{source}: unknown field '{key}'{_suggest(key, fields)}")
-        if key == "model_options":
+        if key == "ensemble_models":
+            top[key] = _ensemble_models(value, source)
+        elif key == "model_options":
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: field 'model_options' must be a table")
             top[key] = {**base.model_options, **{str(k): _option_value(v) for k, v in value.items()}}
@@ -219,6 +224,24 @@ def from_dict(values: Mapping[str, Any], base: Optional[Recipe] = None, source: 
             top[key] = _convert(key, value, getattr(base, key), source)
     r = dataclasses.replace(base, **top)
     return r
+
+
+def _ensemble_models(value: Any, source: str) -> Tuple[Mapping[str, Any], ...]:
+    """`ensemble_models` from TOML (a list of tables) or the command line (the same, as TOML text)."""
+    if isinstance(value, str):
+        try:
+            value = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: field 'ensemble_models' is not a TOML list of tables: {exc}") from exc
+    if not isinstance(value, (list, tuple)) or not all(isinstance(m, Mapping) for m in value):
+        raise ConfigError(f"{source}: field 'ensemble_models' must be a list of tables like "
+                          f"[{{ model = \"bc_resnet\", width = 3.0 }}]")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m.get("model"), str) or not m["model"]:
+            raise ConfigError(f"{source}: field 'ensemble_models' entry {i} has no model name")
+        out.append({str(k): v for k, v in m.items()})
+    return tuple(out)
 
 
 def _option_value(v: Any) -> Any:
@@ -380,6 +403,8 @@ def _plain(v: Any) -> Any:
 
 
 def _toml_value(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):

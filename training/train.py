@@ -190,6 +190,8 @@ def check_recipe(recipe: Recipe) -> Dataset:
     recipe.validate()
     if recipe.model != "transfer":  # transfer runs bring their own model factory
         zoo.resolve(recipe.model)
+    for m in recipe.ensemble_models:
+        zoo.resolve(m["model"])
     return load_dataset(recipe)
 
 
@@ -211,14 +213,16 @@ def train(recipe: Recipe, out_dir: Path, cache_root: Optional[Path] = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     keras_path = out_dir / f"{recipe.name}.keras"
     members, histories = [], []
+    plan = member_recipes(recipe)
     with tempfile.TemporaryDirectory(prefix="keywire-members-") as tmp:
-        for i in range(recipe.ensemble):
-            member = recipe if i == 0 else recipe.replace(seed=recipe.seed + i)
+        for i, member in enumerate(plan):
             path = keras_path
-            if recipe.ensemble > 1:
-                _say(progress, f"ensemble member {i + 1}/{recipe.ensemble} (seed {member.seed})")
+            if len(plan) > 1:
+                _say(progress, f"ensemble member {i + 1}/{len(plan)}: {member.model} (seed {member.seed})")
                 path = Path(tmp) / f"member{i}.keras"
-            best, history, binary = _fit(member, data, path, progress, factory, verbose)
+            # a transfer factory builds the recipe's own model, not the other architectures
+            own = factory if i < recipe.ensemble else None
+            best, history, binary = _fit(member, data, path, progress, own, verbose)
             members.append(best)
             histories.append(history)
     history = histories[0]
@@ -230,6 +234,7 @@ def train(recipe: Recipe, out_dir: Path, cache_root: Optional[Path] = None,
     report = dict(result.report)
     report["training_seconds"] = round(result.seconds, 1)
     if len(members) > 1:
+        report["members"] = [m.model for m in plan]
         report["members_best_val_accuracy"] = [max(h.get("val_accuracy", [0.0]) or [0.0]) for h in histories]
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     result.report = report
@@ -286,6 +291,17 @@ def _fit(recipe: Recipe, data: PreparedData, keras_path: Path, progress: Optiona
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     best = keras.models.load_model(keras_path, compile=False) if keras_path.exists() else model
     return best, history, binary
+
+
+def member_recipes(recipe: Recipe) -> list[Recipe]:
+    """One recipe per ensemble member: `ensemble` seeds of the recipe's model, then each of
+    `ensemble_models` (its own architecture and options), seeds counting on."""
+    plan = [recipe if i == 0 else recipe.replace(seed=recipe.seed + i) for i in range(recipe.ensemble)]
+    for j, m in enumerate(recipe.ensemble_models):
+        options = {k: v for k, v in m.items() if k != "model"}
+        plan.append(recipe.replace(seed=recipe.seed + recipe.ensemble + j, model=m["model"],
+                                   model_options=options, ensemble_models=()))
+    return plan
 
 
 def ensemble_model(members: Sequence[Any]) -> Any:

@@ -98,6 +98,52 @@ def tc_resnet(input_shape: Sequence[int], n_classes: int, width: float = 1.5,
     return keras.Model(inp, out, name="tc_resnet")
 
 
+def _bc_block(x, out_ch: int, freq_stride: int, dilation: int, dropout: float, name: str):
+    """A broadcasted residual block: a frequency-wise depthwise conv (the 2-D part), averaged
+    over frequency into a 1-D temporal depthwise conv (the cheap part), broadcast back and added.
+    The first block of a stage (new width or frequency stride) is a transition without identity."""
+    _, layers = _layers()
+    transition = int(x.shape[-1]) != out_ch or freq_stride != 1
+    if transition:  # the frequency stride goes here: TF's CPU depthwise conv wants equal strides
+        x = _conv_bn(x, out_ch, 1, strides=(1, freq_stride), name=name + "tr_")
+    f2 = layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False, name=name + "fdw")(x)
+    f2 = layers.BatchNormalization(name=name + "fdw_bn")(f2)
+    y = layers.AveragePooling2D(pool_size=(1, int(f2.shape[2])), name=name + "fmean")(f2)
+    y = layers.DepthwiseConv2D((3, 1), dilation_rate=(dilation, 1), padding="same", use_bias=False,
+                               name=name + "tdw")(y)
+    y = layers.BatchNormalization(name=name + "tdw_bn")(y)
+    y = layers.ReLU(name=name + "tdw_relu")(y)
+    y = layers.Conv2D(out_ch, 1, use_bias=False, name=name + "pw")(y)
+    y = layers.Dropout(dropout, name=name + "drop")(y)
+    parts = [f2, y] if transition else [x, f2, y]  # y [time, 1, ch] broadcasts over frequency
+    return layers.ReLU(name=name + "relu")(layers.Add(name=name + "add")(parts))
+
+
+def bc_resnet(input_shape: Sequence[int], n_classes: int, width: float = 2.0, dropout: float = 0.1,
+              time_stride: int = 1):
+    """BC-ResNet (Kim et al. 2021, broadcasted residual learning): 2-D convolutions over
+    frequency with 1-D temporal ones on their frequency average, so it keeps the frequency
+    locality (pitch and formant shifts between speakers) at about the cost of a 1-D net.
+    `time_stride` 2 halves the frame rate after the stem (half the compute)."""
+    keras, layers = _layers()
+    inp, x = _stem(input_shape, "bc_resnet")
+
+    def c(n: int) -> int:
+        return max(4, int(round(n * width)))
+
+    x = _conv_bn(x, c(16), 5, strides=(time_stride, 2), name="stem_")
+    for si, (ch, blocks, stride, dilation) in enumerate([(8, 2, 1, 1), (12, 2, 2, 2), (16, 4, 2, 4), (20, 4, 1, 8)]):
+        for bi in range(blocks):
+            x = _bc_block(x, c(ch), stride if bi == 0 else 1, dilation, dropout, name=f"s{si}b{bi}_")
+    x = layers.ZeroPadding2D(((2, 2), (0, 0)), name="head_pad")(x)
+    x = layers.DepthwiseConv2D((5, int(x.shape[2])), use_bias=False, name="head_dw")(x)
+    x = _conv_bn(x, c(32), 1, name="head_")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="bc_resnet")
+
+
 def mobilenetv2(input_shape: Sequence[int], n_classes: int, alpha: float = 0.5,
                 dropout: float = 0.2):
     """A MobileNetV2-style net (inverted residuals, linear bottlenecks): the transfer base."""
@@ -162,6 +208,7 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("on_off_cnn", on_off_cnn, "MLTK on/off CNN: 3 strided conv + BN + ReLU, max-pool, dense"),
     ZooEntry("ds_cnn", ds_cnn, "DS-CNN (Hello Edge): depthwise-separable conv blocks"),
     ZooEntry("tc_resnet", tc_resnet, "TC-ResNet8: temporal 1-D conv residual net"),
+    ZooEntry("bc_resnet", bc_resnet, "BC-ResNet: frequency-wise 2-D conv with broadcast temporal 1-D conv"),
     ZooEntry("mobilenetv2", mobilenetv2, "MobileNetV2-style inverted residual net (transfer base)"),
     ZooEntry("dnn", dnn, "plain feed-forward baseline"),
     ZooEntry("binary_cnn", binary_cnn, "single-keyword sigmoid detector", binary=True),

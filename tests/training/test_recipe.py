@@ -45,6 +45,26 @@ def test_cli_overrides_set_nested_fields() -> None:
     assert r2.keywords == ("x", "y") and r2.model_options == {"filters": [4, 4, 4]}
 
 
+def test_ensemble_models_round_trip_and_plan_their_members(tmp_path: Path) -> None:
+    from keywire.training.train import member_recipes
+
+    r = from_dict({"data": ["/d"], "keywords": ["on"], "model": "tc_resnet", "model_options": {"width": 1.5},
+                   "ensemble": 2, "seed": 7,
+                   "ensemble_models": [{"model": "bc_resnet", "width": 3.0, "time_stride": 2}]})
+    again = load_recipe(write(tmp_path, r.to_toml()))
+    assert again.to_dict() == r.to_dict()
+    plan = member_recipes(r)
+    assert [(m.model, dict(m.model_options), m.seed) for m in plan] == [
+        ("tc_resnet", {"width": 1.5}, 7), ("tc_resnet", {"width": 1.5}, 8),
+        ("bc_resnet", {"width": 3.0, "time_stride": 2}, 9)]
+    cli = apply_overrides(Recipe(data=("/d",), keywords=("a",)),
+                          parse_cli_overrides(["--ensemble_models", '[{model = "ds_cnn", filters = 32}]']))
+    assert cli.ensemble_models == ({"model": "ds_cnn", "filters": 32},)
+    for bad in ('[{width = 3.0}]', '"bc_resnet"', '[{model = "x"'):
+        with pytest.raises(ConfigError, match="ensemble_models"):
+            apply_overrides(cli, {"ensemble_models": bad})
+
+
 @pytest.mark.parametrize("text, field", [
     ('keywords = ["a"]\ndata = ["."]\nepochs_ = 3\n', "epochs_"),
     ('keywords = ["a"]\ndata = ["."]\n[frontend]\nwindow_step = 20\n', "frontend.window_step"),

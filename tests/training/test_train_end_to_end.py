@@ -122,6 +122,27 @@ def test_ensemble_averages_its_members_in_one_model(keywire_cli, tiny_model_dir:
     assert KeywordModel.load(tmp_path / "e" / "tiny.tflite").size > 1.6 * single.size
 
 
+def test_ensemble_of_two_architectures(keywire_cli, tiny_model_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
+    import keras
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text((tiny_model_dir / "recipe.toml").read_text())
+    r = keywire_cli("train", str(recipe), "--out", str(tmp_path / "h"), "--cache", str(cache_dir), "--epochs", "1",
+                    "--ensemble_models", '[{ model = "bc_resnet", width = 0.5, time_stride = 2 }]', "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = keras.models.load_model(tmp_path / "h" / "tiny.keras", compile=False)
+    members = [layer for layer in m.layers if layer.name.startswith("member")]
+    assert [len(x.layers) > 0 for x in members] == [True, True]
+    assert {x.layers[-1].name for x in members} == {"scores"}
+    assert any("fdw" in layer.name for layer in members[1].layers)  # the BC-ResNet member
+    assert not any("fdw" in layer.name for layer in members[0].layers)  # the recipe's own CNN
+    x = np.random.default_rng(1).uniform(-128, 127, (2,) + tuple(m.input_shape[1:])).astype(np.float32)
+    assert np.allclose(m(x).numpy(), (members[0](x).numpy() + members[1](x).numpy()) / 2, atol=1e-5)
+    report = json.loads((tmp_path / "h" / "report.json").read_text())
+    assert report["members"] == ["on_off_cnn", "bc_resnet"]
+    assert report["validation"]["accuracy"] > 0  # the int8 export runs through the agent
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--epochz", "3"], "unknown recipe field --epochz (did you mean --epochs?)"),
     (["--model", "resnet9000"], "unknown model 'resnet9000'"),
