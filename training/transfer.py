@@ -150,14 +150,25 @@ def check_fit(base: Base, fe: FrontendSettings) -> tuple[int, ...]:
     return shape
 
 
-def head_input(model: Any) -> Any:
-    """The tensor that feeds the base's last Dense layer (the embedding to reuse)."""
+def embedding(model: Any, name: str = "base") -> Any:
+    """The base up to its classification head (the input of its last Dense layer), as a model.
+    For an ensemble (members averaged, no head of its own) the members' embeddings side by
+    side, so the new head learns from every architecture the base holds."""
     import keras
+    from keras import layers
 
     for layer in reversed(model.layers):
         if isinstance(layer, keras.layers.Dense):
-            return layer.input
-    raise ConfigError(f"base model {model.name} has no Dense classification head to replace")
+            return keras.Model(model.input, layer.input, name=name)
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if not members:
+        raise ConfigError(f"base model {model.name} has no Dense classification head to replace")
+    inp = keras.Input(shape=tuple(model.input_shape[1:]), name="base_features")
+    parts = []
+    for m in members:
+        e = embedding(m, name=f"{m.name}_body")(inp)
+        parts.append(layers.Flatten()(e) if len(e.shape) > 2 else e)
+    return keras.Model(inp, layers.Concatenate(name="members")(parts), name=name)
 
 
 def factory(base: Base, freeze: str = "none", dropout: float = 0.2):
@@ -171,7 +182,7 @@ def factory(base: Base, freeze: str = "none", dropout: float = 0.2):
         raise ConfigError(f"--freeze must be none, all or a number of layers, got {freeze!r}")
 
     def make(input_shape: tuple, n_classes: int) -> Any:
-        body = keras.Model(base.model.input, head_input(base.model), name="base")
+        body = embedding(base.model)
         if freeze == "all":
             body.trainable = False
         elif freeze.isdigit():

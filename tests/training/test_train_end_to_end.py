@@ -122,7 +122,8 @@ def test_ensemble_averages_its_members_in_one_model(keywire_cli, tiny_model_dir:
     assert KeywordModel.load(tmp_path / "e" / "tiny.tflite").size > 1.6 * single.size
 
 
-def test_ensemble_of_two_architectures(keywire_cli, tiny_model_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_ensemble_of_two_architectures(keywire_cli, tiny_model_dir: Path, tiny_dataset: Path, cache_dir: Path,
+                                       tmp_path: Path) -> None:
     import keras
 
     recipe = tmp_path / "r.toml"
@@ -141,6 +142,13 @@ def test_ensemble_of_two_architectures(keywire_cli, tiny_model_dir: Path, cache_
     report = json.loads((tmp_path / "h" / "report.json").read_text())
     assert report["members"] == ["on_off_cnn", "bc_resnet"]
     assert report["validation"]["accuracy"] > 0  # the int8 export runs through the agent
+    # an ensemble is a transfer base too: its members' embeddings feed the new head
+    r = keywire_cli("transfer", "--base", str(tmp_path / "h"), "--keywords", "up,stop", "--data",
+                    str(tiny_dataset), "--epochs", "1", "--out", str(tmp_path / "t"), "--name", "upstop",
+                    "--cache", str(cache_dir), "--augmentation.copies", "1", "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    t = keras.models.load_model(tmp_path / "t" / "upstop.keras", compile=False)
+    assert t.output_shape[-1] == 4 and t.get_layer("base").get_layer("members") is not None
 
 
 @pytest.mark.parametrize("extra, message", [
