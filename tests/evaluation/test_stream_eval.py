@@ -93,6 +93,12 @@ def test_sweep_on_merged_traces_equals_detector_replay_per_stream(traces):
         assert frrs == sorted(frrs)  # a higher threshold never finds more
 
 
+def _peaks(trace: se.ScoreTrace, k: int, spans_ms: list) -> np.ndarray:
+    """The highest score of class `k` within each (start, end) span of `trace`."""
+    return np.array([trace.scores[(trace.times_ms >= a) & (trace.times_ms <= b), k].max(initial=0)
+                     for a, b in spans_ms])
+
+
 def test_tiny_model_streaming_report(traces, small_plan):
     model, sset, bg, pos = traces
     # The tiny test model is trained in seconds on fixed-position clips; with MLTK's 1 s
@@ -113,12 +119,19 @@ def test_tiny_model_streaming_report(traces, small_plan):
         # the figures at the model's settings are one point of the sweep
         at = r.det[120]
         assert (at.frr, at.fa_per_hour) == (pytest.approx(r.frr), pytest.approx(r.fa_per_hour))
-        # louder keywords are found at least as well as keywords at 0 dB
-        assert r.recall >= report.conditions["snr0"][kw].recall
         if r.hits:  # detections come after the word starts, within the matching tolerance
             assert -1000 < r.latency_ms["median"] < 1000
-    # somewhere on the sweep the model finds keywords (a broken pipeline finds none)
-    assert min(p.frr for k in ("yes", "no") for p in clean[k].det) < 0.7
+    # The scores line up with the ground truth: a keyword scores higher where it was inserted
+    # than in same-length windows of keyword-free background (misaligned times, a broken
+    # frontend or mixed-up classes fail this). Whether the tiny model then tops _unknown_
+    # varies with the machine it was trained on, so the sweep's recall is not asserted.
+    merged_pos, merged_bg = se.merge_traces(pos["snr20"]), se.merge_traces(bg)
+    windows = [(t, t + 1500) for t in range(0, int(merged_bg.duration_s * 1000) - 1500, 1500)]
+    for k, kw in enumerate(("yes", "no")):
+        at_keyword = _peaks(merged_pos, k, [(o.start_s * 1000, o.end_s * 1000 + 1000)
+                                            for o in merged_pos.occurrences if o.keyword == kw])
+        elsewhere = _peaks(merged_bg, k, windows)
+        assert np.median(at_keyword) > np.percentile(elsewhere, 90), kw
     text = report.to_text()
     assert "snr20_gap2-3" in text and "FRR@1" in text
     d = report.to_dict()
@@ -126,14 +139,23 @@ def test_tiny_model_streaming_report(traces, small_plan):
     assert len(d["conditions"]["snr0"]["yes"]["det"]) == 256
 
 
-def test_false_accepts_are_attributed_to_background_sources(traces):
-    model, sset, bg, _ = traces
+def test_false_accepts_are_attributed_to_background_sources(traces, sc_folder, background_folder):
+    model, _, _, _ = traces
+    # "background" that holds the keyword itself among its material, so the model must fire
+    # on it, and the attribution must name where each false accept came from
+    files, spoken = st.audio_files([background_folder]), st.audio_files([sc_folder / "yes", sc_folder / "no"])
+    pool = st.BackgroundPool(files + spoken, weights=[1.0] * len(files) + [3.0] * len(spoken))
+    [stream] = st.build_background_streams(pool, 60 / 3600, st.StreamConfig(seed=5, stream_s=60.0,
+                                                                            background_dbfs=-20.0))
+    trace = se.collect_scores(model, stream)
     loose = model.detection.replace(average_window_duration_ms=0, minimum_count=0, detection_threshold=0,
                                     suppression_ms=0)
-    stream, trace = sset.background[0], bg[0]
     sources = se.false_accept_sources(trace, stream, model.classes, loose)
     events = se.detect_events(trace, model.classes, loose)
-    assert events, "the loose settings fire on the background"
+    assert events, "the loose settings fire on spoken keywords"
     assert sum(n for kw in sources.values() for n in kw.values()) == len(events)
     known = {src for _, _, src in stream.segments}
     assert all(src in known for kw in sources.values() for src in kw)
+    spoken_sources = {src for src in known if src.split("/")[0] in ("yes", "no") or src == "mixed"}
+    from_spoken = sum(n for kw in sources.values() for src, n in kw.items() if src in spoken_sources)
+    assert from_spoken > 0  # segments with spoken keywords are where keywords fire
