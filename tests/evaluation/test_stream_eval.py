@@ -121,17 +121,19 @@ def test_tiny_model_streaming_report(traces, small_plan):
         assert (at.frr, at.fa_per_hour) == (pytest.approx(r.frr), pytest.approx(r.fa_per_hour))
         if r.hits:  # detections come after the word starts, within the matching tolerance
             assert -1000 < r.latency_ms["median"] < 1000
-    # The scores line up with the ground truth: a keyword scores higher where it was inserted
-    # than in same-length windows of keyword-free background (misaligned times, a broken
-    # frontend or mixed-up classes fail this). Whether the tiny model then tops _unknown_
-    # varies with the machine it was trained on, so the sweep's recall is not asserted.
+    # The scores line up with the ground truth: where a keyword was inserted it scores higher
+    # than almost all same-length windows of keyword-free background (misaligned times, a
+    # broken frontend or mixed-up classes leave about 1 in 10 above that bar). Whether the tiny
+    # model then tops _unknown_ varies with the machine it was trained on, so the sweep's
+    # recall is not asserted.
     merged_pos, merged_bg = se.merge_traces(pos["snr20"]), se.merge_traces(bg)
     windows = [(t, t + 1500) for t in range(0, int(merged_bg.duration_s * 1000) - 1500, 1500)]
+    above = 0
     for k, kw in enumerate(("yes", "no")):
         at_keyword = _peaks(merged_pos, k, [(o.start_s * 1000, o.end_s * 1000 + 1000)
                                             for o in merged_pos.occurrences if o.keyword == kw])
-        elsewhere = _peaks(merged_bg, k, windows)
-        assert np.median(at_keyword) > np.percentile(elsewhere, 90), kw
+        above += int((at_keyword > np.percentile(_peaks(merged_bg, k, windows), 90)).sum())
+    assert above >= 6, f"{above} of 12 keyword occurrences score above the background's 90th percentile"
     text = report.to_text()
     assert "snr20_gap2-3" in text and "FRR@1" in text
     d = report.to_dict()
