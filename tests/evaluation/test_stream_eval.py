@@ -99,6 +99,11 @@ def _peaks(trace: se.ScoreTrace, k: int, spans_ms: list) -> np.ndarray:
                      for a, b in spans_ms])
 
 
+def _windows(trace: se.ScoreTrace, ms: int) -> list:
+    """Back-to-back (start, end) spans of `ms` covering the audio of `trace`."""
+    return [(t, t + ms) for t in range(0, int(trace.duration_s * 1000) - ms, ms)]
+
+
 def test_tiny_model_streaming_report(traces, small_plan):
     model, sset, bg, pos = traces
     # The tiny test model is trained in seconds on fixed-position clips; with MLTK's 1 s
@@ -121,18 +126,21 @@ def test_tiny_model_streaming_report(traces, small_plan):
         assert (at.frr, at.fa_per_hour) == (pytest.approx(r.frr), pytest.approx(r.fa_per_hour))
         if r.hits:  # detections come after the word starts, within the matching tolerance
             assert -1000 < r.latency_ms["median"] < 1000
-    # The scores line up with the ground truth: where a keyword was inserted it scores higher
-    # than almost all same-length windows of keyword-free background (misaligned times, a
-    # broken frontend or mixed-up classes leave about 1 in 10 above that bar). Whether the tiny
-    # model then tops _unknown_ varies with the machine it was trained on, so the sweep's
-    # recall is not asserted.
-    merged_pos, merged_bg = se.merge_traces(pos["snr20"]), se.merge_traces(bg)
-    windows = [(t, t + 1500) for t in range(0, int(merged_bg.duration_s * 1000) - 1500, 1500)]
+    # The keyword scores respond where keywords were inserted: there they beat 90% of same-length
+    # windows of keyword-free background (flat or missing scores, or a wrong time scale, fail).
+    # Measured on ten tiny models: 9-12 of 12 occurrences pass, and 3-6 with the ground truth
+    # shifted by 3-4 s (the shifted spans often land on the next keyword). The tiny model barely
+    # tells yes from no in a stream, and whether it tops _unknown_ varies with the machine it was
+    # trained on, so neither the class nor the sweep's recall is asserted; the stream truth is
+    # checked against the audio in test_streams.py and MLTK's model on streams in test_mltk_streams.py.
+    merged_pos = se.merge_traces(pos["snr20"])
     above = 0
     for k, kw in enumerate(("yes", "no")):
         at_keyword = _peaks(merged_pos, k, [(o.start_s * 1000, o.end_s * 1000 + 1000)
                                             for o in merged_pos.occurrences if o.keyword == kw])
-        above += int((at_keyword > np.percentile(_peaks(merged_bg, k, windows), 90)).sum())
+        # windows within each background stream (a merged trace's gaps hold no scores)
+        elsewhere = np.concatenate([_peaks(tr, k, _windows(tr, 1500)) for tr in bg])
+        above += int((at_keyword > np.percentile(elsewhere, 90)).sum())
     assert above >= 6, f"{above} of 12 keyword occurrences score above the background's 90th percentile"
     text = report.to_text()
     assert "snr20_gap2-3" in text and "FRR@1" in text
