@@ -186,60 +186,11 @@ def save_json(r: EvalResult, path: Path | str, model: Optional[KeywordModel] = N
     Path(path).write_text(json.dumps(d, indent=2) + "\n")
 
 
-def save_plots(r: EvalResult, folder: Path | str) -> list[Path]:
-    """confusion_matrix.png, roc.png, precision_recall.png."""
-    import matplotlib
+def save_plots(r: EvalResult, folder: Path | str, prefix: str = "") -> list[Path]:
+    """confusion_matrix.png, roc.png, precision_recall.png (see `keywire.training.plots`)."""
+    from .plots import save_plots as save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    m = r.confusion()
-    cols = r.summary()["confusion_matrix_columns"]
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(cols), 1 + 0.6 * len(r.labels)))
-    ax.imshow(m, cmap="Blues")
-    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right")
-    ax.set_yticks(range(len(r.labels)), r.labels)
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
-            ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if m[i, j] > m.max() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"accuracy {r.accuracy * 100:.1f}%")
-    fig.tight_layout()
-    paths.append(out / "confusion_matrix.png")
-    fig.savefig(paths[-1], dpi=80)
-    plt.close(fig)
-    truth = np.array(r.truth)
-    for kind in ("roc", "precision_recall"):
-        fig, ax = plt.subplots(figsize=(6, 5))
-        for j, k in enumerate(r.classes):
-            pos = truth == k
-            if not 0 < pos.sum() < len(pos):
-                continue
-            xs, ys = _curve(r.scores[:, j].astype(np.float64), pos, kind)
-            ax.plot(xs, ys, label=k)
-        ax.set_xlabel("false positive rate" if kind == "roc" else "recall")
-        ax.set_ylabel("true positive rate" if kind == "roc" else "precision")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(out / f"{kind}.png")
-        fig.savefig(paths[-1], dpi=80)
-        plt.close(fig)
-    return paths
-
-
-def _curve(score: np.ndarray, pos: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    ths = np.unique(score)[::-1]
-    tp = np.array([np.sum(pos & (score >= t)) for t in ths], dtype=np.float64)
-    fp = np.array([np.sum(~pos & (score >= t)) for t in ths], dtype=np.float64)
-    if kind == "roc":
-        return np.r_[0, fp / max(1, (~pos).sum())], np.r_[0, tp / max(1, pos.sum())]
-    return tp / max(1, pos.sum()), tp / np.maximum(tp + fp, 1)
+    return save(r, folder, prefix)
 
 
 def read_report(path: Path | str) -> dict[str, Any]:
