@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from keywire.agent.errors import KeywireError
+from keywire.protocol.text import printable
 
 app = typer.Typer(name="keywire", help="keywire: keyword spotting for fleets of small devices.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -26,7 +27,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.", 
 
 def fail(exc: KeywireError) -> "typer.Exit":
     """Report a domain error as one line and return the Exit to raise."""
-    typer.echo(f"keywire: error: {exc}", err=True)
+    typer.echo(f"keywire: error: {printable(exc, 1000)}", err=True)
     return typer.Exit(exc.exit_code)
 
 
@@ -59,7 +60,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeywireError as exc:
         if _state["debug"]:
             raise
-        typer.echo(f"keywire: error: {exc}", err=True)
+        typer.echo(f"keywire: error: {printable(exc, 1000)}", err=True)
         return exc.exit_code
     return 0
 

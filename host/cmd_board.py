@@ -90,6 +90,7 @@ def board_push(
     """Transfer a model to a BRD2601 over serial (CRC-checked, staged, verified, activated)."""
     from keywire.agent.board import messages as m
     from keywire.agent.board.link import BoardLink, BoardSpec
+    from keywire.protocol.text import printable
 
     from .cli import debug_enabled
 
@@ -109,5 +110,6 @@ def board_push(
             link.close()
     except KeywireError as exc:
         raise _fail(exc) from None
-    typer.echo(f"board {hello.board_id}: model {hello.model_name!r} active ({hello.model_size} bytes, "
+    typer.echo(f"board {printable(hello.board_id, 64)}: model '{printable(hello.model_name, 64)}' active "
+               f"({hello.model_size} bytes, "
                f"crc32 {hello.model_crc32:08x})")

@@ -11,6 +11,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from keywire.agent.errors import KeywireError
+from keywire.protocol.text import printable
 
 keys_app = typer.Typer(help="Ed25519 keys that sign pushed models.", no_args_is_help=True)
 fleet_app = typer.Typer(help="The devices of a fleet.", no_args_is_help=True)
@@ -67,7 +68,8 @@ def push(
     def show(d) -> None:
         if not as_json:
             extra = f" {d.received}/{d.total}" if d.total and d.state == "receiving" else ""
-            typer.echo(f"{d.device_id}: {d.state}{extra}{(' - ' + d.reason) if d.reason else ''}", err=True)
+            reason = f" - {printable(d.reason)}" if d.reason else ""
+            typer.echo(f"{printable(d.device_id, 64)}: {printable(d.state, 32)}{extra}{reason}", err=True)
 
     try:
         try:
@@ -92,7 +94,8 @@ def push(
         typer.echo(f"{m.name} v{m.version} ({m.sha256[:12]}, {m.size} bytes): active on {ok}/{len(result.devices)} "
                    f"devices in {result.seconds:.1f} s")
         for p in result.failures():
-            typer.echo(f"FAILED {p.device_id}: {p.state}: {p.reason or 'no reason given'}")
+            typer.echo(f"FAILED {printable(p.device_id, 64)}: {printable(p.state, 32)}: "
+                       f"{printable(p.reason) or 'no reason given'}")
     if not result.ok:
         raise typer.Exit(6)
 
@@ -159,7 +162,7 @@ def fleet_prune(
     for sha, n in sorted(r.cleared.items()):
         typer.echo(f"{verb} {sha[:12]}: {n} chunks")
     for topic in r.unreadable:
-        typer.echo(f"kept everything: {topic} holds no readable manifest", err=True)
+        typer.echo(f"kept everything: {printable(topic)} holds no readable manifest", err=True)
     typer.echo(f"{verb} {sum(r.cleared.values())} chunks of {len(r.cleared)} models; "
                f"kept {len(r.kept)} models named by {len(r.desired)} desired manifests")
 
@@ -192,7 +195,7 @@ def fleet_command(
                              device, action, detection, timeout)
     except KeywireError as exc:
         raise cli.fail(exc) from None
-    typer.echo(f"{device}: {action}: {'ok' if reply.ok else 'FAILED: ' + reply.reason}")
+    typer.echo(f"{device}: {action}: {'ok' if reply.ok else 'FAILED: ' + printable(reply.reason)}")
     if not reply.ok:
         raise typer.Exit(6)
 

@@ -15,6 +15,7 @@ from keywire.agent.fleet.errors import FleetError
 from keywire.agent.fleet.link import MqttSettings
 from keywire.agent.fleet.messages import Command, Reply
 from keywire.agent.fleet.topics import check_name
+from keywire.protocol.text import printable
 
 from .fleet_client import FleetClient
 
@@ -81,14 +82,16 @@ def send_command(settings: MqttSettings, fleet: str, device: str, action: str, d
 
 
 def format_rows(rows: list[DeviceRow], now: Optional[float] = None) -> str:
+    """The status table; every device-supplied field is escaped (`printable`) and bounded."""
     now = now or time.time()
     lines = [f"{'DEVICE':<20} {'ONLINE':<7} {'MODEL':<18} {'VERSION':<10} {'LAST SEEN':>10} {'DET/H':>8}  NOTE"]
     for r in rows:
         ago = now - r.last_seen if r.last_seen else float("nan")
         seen = "never" if not r.last_seen else (f"{ago:.0f}s ago" if ago < 120 else f"{ago / 60:.0f}m ago"
                                                 if ago < 7200 else f"{ago / 3600:.0f}h ago")
-        lines.append(f"{r.device_id:<20} {'yes' if r.online else 'no':<7} {r.model[:18]:<18} {r.version[:10]:<10} "
-                     f"{seen:>10} {r.detections_per_hour:>8.1f}  {r.reason}")
+        lines.append(f"{printable(r.device_id, 64):<20} {'yes' if r.online else 'no':<7} "
+                     f"{printable(r.model, 18):<18} {printable(r.version, 10):<10} "
+                     f"{seen:>10} {r.detections_per_hour:>8.1f}  {printable(r.reason)}")
     return "\n".join(lines)
 
 
@@ -131,5 +134,7 @@ class Watcher:
 
 
 def format_detection(d: Detection) -> str:
+    """One line per detection for `keywire watch`; device-supplied text escaped and bounded."""
     t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.wall_time))
-    return f"{t} {d.device_id:<16} {d.keyword:<12} score={d.score:<3} model={d.model_name} v{d.model_version} id={d.event_id}"
+    return (f"{t} {printable(d.device_id, 64):<16} {printable(d.keyword, 64):<12} score={d.score:<3} "
+            f"model={printable(d.model_name, 64)} v{printable(d.model_version, 32)} id={printable(d.event_id, 64)}")
