@@ -1,7 +1,7 @@
 """Build of keywire's one C extension; all package metadata lives in pyproject.toml.
 
 `keywire.agent._cfrontend` is the microfrontend's integer arithmetic in portable C99
-(agent/native/frontend.c), bit-exact with the numpy code in agent/frontend.py, which stays
+(agent/native/frontend.c), bit-exact with the numpy code in agent/frontend/, which stays
 the reference and the fallback when the extension is not there.
 """
 from setuptools import Extension, setup

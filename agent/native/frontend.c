@@ -1,11 +1,11 @@
 /*
  * keywire.agent._cfrontend: the microfrontend's per-frame integer arithmetic in C.
  *
- * The specification is keywire's own numpy implementation, agent/frontend.py: every step
+ * The specification is keywire's own numpy implementation, agent/frontend/: every step
  * below mirrors a function there (named in the comments) operation for operation, so the
  * two give bit-identical uint16 features. All tables (Q12 window, FFT input order and
  * twiddles, split twiddles, filterbank weights, PCAN gain LUT, log LUT) are computed once by
- * Python's `_tables(settings)` and handed over at construction; C only does the per-sample
+ * Python's `micro_tables(settings)` and handed over at construction; C only does the per-sample
  * and per-frame arithmetic and keeps the streaming state (DC notch, leftover samples, noise
  * estimate).
  *
@@ -171,7 +171,7 @@ static inline void radix2_stage(int32_t *z, int m, int fstride, const int32_t *t
     }
 }
 
-/* _complex_fft_q15: the 16-bit fixed-point complex FFT over s->z, stages deepest first. */
+/* fft._complex_fft_q15: the 16-bit fixed-point complex FFT over s->z, stages deepest first. */
 static void complex_fft(FE *s)
 {
     for (int st = 0; st < s->nstages; st++) {
@@ -186,7 +186,7 @@ static void complex_fft(FE *s)
     }
 }
 
-/* _spectrum_block for one frame: window, block scaling, real FFT, energy, filterbank,
+/* microfrontend._spectrum_block for one frame: window, block scaling, real FFT, energy, filterbank,
  * rounded sqrt, shift undone. Leaves the channel values in s->sig. */
 static void windowed_spectrum(FE *s, const int16_t *x)
 {
@@ -208,7 +208,7 @@ static void windowed_spectrum(FE *s, const int16_t *x)
     }
     complex_fft(s);
 
-    /* _spectrum_energy: the real-FFT split for the filterbank's bins, then |X|^2,
+    /* fft.spectrum_energy: the real-FFT split for the filterbank's bins, then |X|^2,
      * accumulated straight into the filterbank's range sums (FilterbankAccumulateChannels). */
     memset(s->wsum, 0, sizeof(int64_t) * (s->nch + 1));
     memset(s->usum, 0, sizeof(int64_t) * (s->nch + 1));
@@ -238,7 +238,7 @@ static void windowed_spectrum(FE *s, const int16_t *x)
         s->usum[r] += energy * s->unweights[b];
     }
 
-    /* channel c = weights of range c+1 + unweights of range c; _round_sqrt; shift undone */
+    /* channel c = weights of range c+1 + unweights of range c; filterbank.round_sqrt; shift undone */
     for (int c = 0; c < s->nch; c++) {
         const uint64_t n = (uint64_t)(s->wsum[c + 1] + s->usum[c]);
         uint64_t r = (uint64_t)floor(sqrt((double)n));
@@ -253,7 +253,7 @@ static void windowed_spectrum(FE *s, const int16_t *x)
     }
 }
 
-/* _wide_dynamic: PCAN's piecewise-quadratic gain of the noise estimate, as uint32. */
+/* noise._wide_dynamic: PCAN's piecewise-quadratic gain of the noise estimate, as uint32. */
 static uint32_t wide_dynamic(const FE *s, int64_t x)
 {
     const int32_t *lut = s->gain_lut;
@@ -277,7 +277,7 @@ static uint32_t wide_dynamic(const FE *s, int64_t x)
     return (uint32_t)(result & 0xFFFFFFFF);
 }
 
-/* _log_scale for one value: fixed-point natural log scaled by 2^log_shift, saturated. */
+/* log.log_scale for one value: fixed-point natural log scaled by 2^log_shift, saturated. */
 static uint16_t log_scale(const FE *s, int64_t x)
 {
     if (!s->log_enable)
@@ -305,7 +305,7 @@ static uint16_t log_scale(const FE *s, int64_t x)
     return (uint16_t)(scaled < 0xFFFF ? scaled : 0xFFFF);
 }
 
-/* _nr_pcan_log for one frame: noise reduction, PCAN, log of s->sig into out[nch]. */
+/* noise.reduce_noise then log.log_scale for one frame: noise reduction, PCAN, log of s->sig into out[nch]. */
 static void nr_pcan_log(FE *s, uint16_t *out)
 {
     for (int c = 0; c < s->nch; c++) {
@@ -346,7 +346,7 @@ static Py_ssize_t frames_for(const FE *s, Py_ssize_t n)
     return total < s->size ? 0 : (total - s->size) / s->step + 1;
 }
 
-/* Frontend.process on a stream chunk: DC notch per sample (_dc_notch), frames as soon as
+/* Frontend.process on a stream chunk: DC notch per sample (framing.dc_notch), frames as soon as
  * `size` samples are buffered, then drop `step` of them. Returns frames written. */
 static Py_ssize_t run(FE *s, const int16_t *x, Py_ssize_t n, uint16_t *out)
 {
@@ -657,7 +657,7 @@ static PyMethodDef fe_methods[] = {
 static PyTypeObject FEType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "keywire.agent._cfrontend.Frontend",
-    .tp_doc = "Microfrontend state and tables (see agent/frontend.py: _native_frontend)",
+    .tp_doc = "Microfrontend state and tables (see agent/frontend/native.py: native_frontend)",
     .tp_basicsize = sizeof(FE),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -668,7 +668,7 @@ static PyTypeObject FEType = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_cfrontend",
-    "The microfrontend's integer arithmetic in C (bit-exact with agent/frontend.py's numpy code).",
+    "The microfrontend's integer arithmetic in C (bit-exact with the numpy code in agent/frontend/).",
     -1, NULL, NULL, NULL, NULL, NULL,
 };
 

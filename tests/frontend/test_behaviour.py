@@ -162,7 +162,7 @@ def test_random_settings_either_run_or_raise_params_error():
 
 def _c_log_scale(x: int, shift: int) -> int:
     """Line-by-line transcription of the microfrontend's LogScaleApply for one uint32 value."""
-    from keywire.agent.frontend import _LOG_LUT
+    from keywire.agent.frontend.log import LOG_LUT as _LOG_LUT
     if x <= 1:
         return 0
     integer = x.bit_length() - 1
@@ -177,14 +177,12 @@ def _c_log_scale(x: int, shift: int) -> int:
 
 @pytest.mark.parametrize("shift", [0, 6, 11, 16])
 def test_log_scale_over_the_whole_uint32_range(shift):
-    from keywire.agent import frontend as F
+    from keywire.agent.frontend.log import log_scale
     rng = np.random.default_rng(shift)
     powers = np.int64(1) << np.arange(32, dtype=np.int64)
     values = np.unique(np.concatenate([np.arange(0, 3000), rng.integers(0, 2**32, 5000),
                                        powers - 1, powers, powers + 1])).astype(np.int64)
     values = values[values < 2**32]
-    tables = dataclasses.replace(F._tables(dataclasses.replace(MICRO_SPEECH, log_scale_shift=shift)),
-                                 correction_bits=0)
-    got = F._log_scale(values, tables)
+    got = log_scale(values, enable=True, shift=shift, correction_bits=0)
     want = [_c_log_scale(int(v), shift) for v in values]
     np.testing.assert_array_equal(got, want)

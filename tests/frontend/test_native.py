@@ -11,6 +11,7 @@ import pytest
 from keywire.agent import frontend as F
 from keywire.agent.errors import ParamsError
 from keywire.agent.frontend import Frontend, compute_features, compute_features_batch, native_available
+from keywire.agent.frontend.native import native_frontend
 from keywire.agent.settings import FrontendSettings
 
 from .conftest import MFCC, MICRO_SPEECH, MOBILENETV2, ON_OFF_V3
@@ -156,7 +157,7 @@ def test_random_settings_c_equals_numpy():
 
 
 def test_c_rejects_wrong_buffers():
-    c = F._native_frontend(MICRO_SPEECH)
+    c = native_frontend(MICRO_SPEECH)
     with pytest.raises(TypeError):
         c.process(np.zeros(100, np.float32), np.zeros((0, 40), np.uint16))
     with pytest.raises(TypeError):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keywire.agent.frontend import compute_features
-from keywire.agent.mfcc import mfcc_features
+from keywire.agent.frontend.mfcc import mfcc_features
 from keywire.agent.settings import FrontendSettings
 
 from .conftest import MFCC

@@ -1,4 +1,4 @@
-"""MFCC frontend (the TensorFlow KWS tutorials' features), selected by `fe.frontend_type = "mfcc"`.
+"""MFCC features (the TensorFlow KWS tutorials'), selected by `fe.frontend_type = "mfcc"`.
 
 Same framing as the microfrontend (fe.window_size_ms / fe.window_step_ms, FFT of
 `settings.fft_size` points), then the computation of `tf.signal`'s MFCC recipe in numpy:
@@ -11,7 +11,7 @@ Same framing as the microfrontend (fe.window_size_ms / fe.window_step_ms, FFT of
 Output is float32 [frames, n_coefficients]. Every frame is computed from its own samples
 only (no recursive state), so streaming in any chunk size gives the whole-clip result.
 Models take it as float input, or int8 through the model's own input quantisation
-(`frontend.to_model_input_mfcc(values, scale, zero_point)`).
+(`to_model_input_mfcc(values, scale, zero_point)`).
 """
 from __future__ import annotations
 
@@ -20,9 +20,19 @@ from functools import lru_cache
 
 import numpy as np
 
-from .settings import FrontendSettings
+from keywire.protocol.errors import ParamsError
+from keywire.protocol.frontend_settings import FrontendSettings
+from .framing import FrameBuffer, frames_of
 
 _LOG_OFFSET = 1e-6
+
+
+def validate_mfcc(s: FrontendSettings) -> None:
+    """Raise `ParamsError` naming the first MFCC setting that cannot work."""
+    if not 1 <= s.mfcc_n_coefficients <= s.filterbank_n_channels:
+        raise ParamsError(
+            f"fe.mfcc_n_coefficients must be 1..fe.filterbank_n_channels "
+            f"({s.filterbank_n_channels}), got {s.mfcc_n_coefficients}")
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
@@ -87,13 +97,7 @@ def _frames_to_mfcc(frames: np.ndarray, t: _MfccTables) -> np.ndarray:
 def mfcc_features(clips: np.ndarray, s: FrontendSettings) -> np.ndarray:
     """MFCCs of whole clips: [..., samples] -> [..., frames, n_coefficients] float32."""
     t = _tables(s)
-    clips = np.asarray(clips)
-    length = clips.shape[-1]
-    if length < t.size:
-        return np.zeros(clips.shape[:-1] + (0, t.n_coefficients), dtype=np.float32)
-    n = (length - t.size) // t.step + 1
-    frames = np.lib.stride_tricks.sliding_window_view(clips, t.size, axis=-1)[..., ::t.step, :][..., :n, :]
-    return _frames_to_mfcc(frames, t)
+    return _frames_to_mfcc(frames_of(np.asarray(clips), t.size, t.step), t)
 
 
 class MfccFrontend:
@@ -102,19 +106,11 @@ class MfccFrontend:
     def __init__(self, settings: FrontendSettings) -> None:
         self.settings = settings
         self._t = _tables(settings)
-        self.reset()
+        self._framing = FrameBuffer(self._t.size, self._t.step)
 
     def reset(self) -> None:
-        self._buf = np.zeros(0, dtype=np.int16)
+        self._framing.reset()
 
     def process(self, samples: np.ndarray) -> np.ndarray:
-        t = self._t
-        buf = np.concatenate([self._buf, samples]) if len(self._buf) else np.asarray(samples, dtype=np.int16)
-        if len(buf) < t.size:
-            self._buf = buf.copy()
-            return np.zeros((0, t.n_coefficients), dtype=np.float32)
-        n = (len(buf) - t.size) // t.step + 1
-        frames = np.lib.stride_tricks.sliding_window_view(buf, t.size)[::t.step][:n]
-        out = _frames_to_mfcc(frames, t)
-        self._buf = buf[n * t.step:].copy()
-        return out
+        """int16 samples -> float32 MFCCs [n_new_frames, n_coefficients]."""
+        return _frames_to_mfcc(self._framing.push(samples), self._t)

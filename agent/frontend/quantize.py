@@ -1,0 +1,65 @@
+"""Features into a model's int8 input: MLTK's static or dynamic mapping of the microfrontend's
+uint16 values, and TFLite's own quantisation for float (MFCC) features."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Union
+
+import numpy as np
+
+from keywire.protocol.errors import ParamsError
+from keywire.protocol.frontend_settings import FrontendSettings
+
+# ln(10)/20, as MLTK writes it for the dynamic int8 range.
+_LN10_DIV_20 = 0.11512925465
+
+
+def dynamic_scale_range(settings: FrontendSettings) -> int:
+    """MLTK's int8 dynamic range in uint16 units: range_db * 2^log_scale_shift * ln(10)/20."""
+    f32 = np.float32
+    return int(float(f32(settings.quantize_dynamic_scale_range_db) * f32(1 << settings.log_scale_shift))
+               * _LN10_DIV_20)
+
+
+def to_model_input(features: np.ndarray, settings: FrontendSettings) -> np.ndarray:
+    """int8 model input from uint16 features [frames, ch] the way MLTK derives it.
+
+    Static (TFLM micro_speech): q = clamp((u16*256 + 333) // 666 - 128).
+    `fe.quantize_dynamic_scale_enable`: over the whole given window, mn = max(max - R, 0),
+    q = clamp(trunc((u16 - mn) * 255 / max(max - mn, 1)) - 128) with R = dynamic_scale_range().
+    """
+    if not settings.quantize_dynamic_scale_enable:
+        f = np.asarray(features)
+        if f.dtype == np.uint16:   # the agent's case: one table lookup per value
+            return _static_int8_lut().take(f)
+    u = np.asarray(features).astype(np.int64)
+    if settings.quantize_dynamic_scale_enable:
+        maxval = max(int(u.max()) if u.size else 0, 0)
+        minval = max(maxval - dynamic_scale_range(settings), 0)
+        span = max(maxval - minval, 1)
+        a = (u - minval) * 255
+        q = np.where(a >= 0, a // span, -((-a) // span)) - 128
+    else:
+        q = (u * 256 + 333) // 666 - 128
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+@lru_cache(maxsize=1)
+def _static_int8_lut() -> np.ndarray:
+    """The static int8 mapping of every uint16 value (computed by the formula above)."""
+    u = np.arange(1 << 16, dtype=np.int64)
+    lut = np.clip((u * 256 + 333) // 666 - 128, -128, 127).astype(np.int8)
+    lut.flags.writeable = False
+    return lut
+
+
+def to_model_input_mfcc(values: np.ndarray, scale: float, zero_point: int,
+                        dtype: Union[type, np.dtype] = np.int8) -> np.ndarray:
+    """Quantise float features with the model input's own (scale, zero_point), as
+    TFLite's quantize does: q = clamp(round_half_away(v / scale) + zero_point)."""
+    if scale <= 0:
+        raise ParamsError(f"model input scale must be positive for float features, got {scale}")
+    v = np.asarray(values, dtype=np.float64) / float(scale)
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + int(zero_point)
+    info = np.iinfo(dtype)
+    return np.clip(q, info.min, info.max).astype(dtype)
