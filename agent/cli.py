@@ -13,23 +13,72 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
+
+from keywire.protocol.detection import LIMITS
+from keywire.protocol.errors import ExitCode, KeywireError, describe_os_error
+from keywire.protocol.text import guard_log_handlers, printable
 
 from .config import AgentConfig, build_config, load_config_file
-from .errors import KeywireError
+from .state_lock import StateLock
 
 log = logging.getLogger("keywire.agent")
 
 
-def _thresholds(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers 0-255, got {text!r}") from None
+def _table_option(name: str):
+    """argparse `type` checking one detection setting against the table's limits."""
+    lim = LIMITS[name]
+
+    def parse(text: str) -> object:
+        try:
+            return lim.check(text)
+        except KeywireError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = lim.flag  # argparse names the type in its message
+    return parse
+
+
+def _add_detection_options(run: argparse.ArgumentParser) -> None:
+    """One option per detection setting, spelled and limited by the table (dest = MLTK name)."""
+    for lim in LIMITS.values():
+        bounds = f"{lim.low:g}..{lim.high:g}"
+        run.add_argument(f"--{lim.flag}", dest=lim.name, type=_table_option(lim.name), metavar=lim.flag.upper()
+                         .replace("-", "_"), help=f"{lim.meaning}; {bounds} ({lim.name})")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (`keywire-agent run: error: ...`, exit 2), like every other error."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(ExitCode.CONFIG, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
+
+
+def _env_defaults(parser: argparse.ArgumentParser) -> None:
+    """`KEYWIRE_<OPTION>` environment variables as defaults for the parser's options (like the
+    host CLI's); the command line wins. Flags take 1/true/yes/on; repeatable options one value."""
+    for act in parser._actions:
+        if not act.option_strings or act.dest == "help":
+            continue
+        name = "KEYWIRE_" + act.option_strings[-1].lstrip("-").replace("-", "_").upper()
+        act.help = f"{act.help or ''} [env {name}]"
+        text = os.environ.get(name)
+        if text is None:
+            continue
+        if act.nargs == 0:  # a flag
+            act.default = act.const if text.strip().lower() in ("1", "true", "yes", "on") else act.default
+            continue
+        try:
+            value = (act.type or str)(text)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            parser.error(f"environment variable {name}={text!r}: {exc}")
+        if act.choices and value not in act.choices:
+            parser.error(f"environment variable {name}={text!r}: choose from {', '.join(map(str, act.choices))}")
+        act.default = [value] if isinstance(act, argparse._AppendAction) else value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="keywire-agent", description="keywire device agent")
+    p = _Parser(prog="keywire-agent", description="keywire device agent")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -39,24 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", help="mic[:DEVICE] | file:PATH | stdin[@RATE] | silence")
     run.add_argument("--no-realtime", dest="realtime", action="store_false", default=None,
                      help="process a file as fast as possible instead of at real-time pace")
-    run.add_argument("--threshold", type=int, help="detection threshold 0-255 for every class")
-    run.add_argument("--threshold-list", type=_thresholds, help="per-class thresholds, comma-separated")
-    run.add_argument("--window-ms", type=int, help="score averaging window (average_window_duration_ms)")
-    run.add_argument("--suppression-ms", type=int, help="time before the same keyword can fire again")
-    run.add_argument("--minimum-count", type=int, help="results needed in the window (0: no averaging)")
-    run.add_argument("--latency-ms", type=int, help="audio between two inferences")
+    _add_detection_options(run)
     run.add_argument("--device-id", help="this device's id (default: hostname)")
     run.add_argument("--state-dir", help="where models, spool and state are kept")
     run.add_argument("--mqtt", help="broker URL mqtt://HOST:PORT or mqtts://HOST:PORT (fleet mode)")
     run.add_argument("--fleet", help="fleet name (MQTT topics keywire/FLEET/...)")
     run.add_argument("--trusted-key", action="append", help="Ed25519 public key allowed to sign pushed models")
     run.add_argument("--group", action="append", help="fleet group this device belongs to (repeatable)")
+    run.add_argument("--ha-discovery", action="store_true", default=None,
+                     help="announce this device to Home Assistant (MQTT discovery; README 'Home Assistant')")
+    run.add_argument("--max-event-age", dest="max_event_age", type=float, metavar="SECONDS",
+                     help="older detections (spooled while the broker was away) go to the event log "
+                          "but not to Home Assistant (default 300)")
     run.add_argument("--board", help="BRD2601 on USB serial: serial:/dev/ttyACM0[@BAUD]")
     run.add_argument("--board-mode", choices=["detect", "stream"], help="the board runs the model or streams audio")
     run.add_argument("--led-red", help="LED class name blinking on detections (e.g. ACT)")
     run.add_argument("--led-green", help="LED class name showing audio activity")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.add_argument("--quiet", action="store_true", help="no JSON lines on stdout")
+    _env_defaults(run)
+    devices = sub.add_parser("devices", help="list audio input devices (for --source mic:INDEX or mic:NAME)")
+    devices.add_argument("--json", action="store_true", help="one JSON object per device")
     from .install import add_service_commands
 
     COMMANDS.update(add_service_commands(sub))
@@ -69,11 +121,10 @@ def overrides_from_args(a: argparse.Namespace) -> dict[str, Any]:
         "model": a.model, "source": a.source, "realtime": a.realtime,
         "device_id": a.device_id, "state_dir": a.state_dir, "log_level": a.log_level,
         "json_events": False if a.quiet else None,
-        "detection.threshold": a.threshold, "detection.threshold_list": a.threshold_list,
-        "detection.window_ms": a.window_ms, "detection.suppression_ms": a.suppression_ms,
-        "detection.minimum_count": a.minimum_count, "detection.latency_ms": a.latency_ms,
+        **{f"detection.{name}": getattr(a, name) for name in LIMITS},
         "led.red": a.led_red, "led.green": a.led_green,
         "mqtt.url": a.mqtt, "mqtt.fleet": a.fleet,
+        "mqtt.ha_discovery": a.ha_discovery, "mqtt.ha_max_event_age_s": a.max_event_age,
         "mqtt.trusted_keys": tuple(a.trusted_key) if a.trusted_key else None,
         "mqtt.groups": tuple(a.group) if a.group else None,
         "board.port": a.board, "board.mode": a.board_mode,
@@ -90,9 +141,11 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .events import LogSink, StdoutSink
     from .led import LedResponder
     from .runtime import Agent
-    from .service import ServiceComponent, ServiceEnvironment, ServiceNotifier, journal_handler
+    from .systemd_notify import ServiceComponent, ServiceEnvironment, ServiceNotifier, journal_handler
 
     config, overrides = load_agent_config(a)
+    # One agent per state dir, taken before anything there is read or written; held until exit.
+    state_lock = StateLock(Path(config.state_dir)).acquire() if config.state_dir else None  # noqa: F841
     if config.mqtt.url:
         from .fleet.service import prepare_agent_config
 
@@ -108,6 +161,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     journal = journal_handler(service_env)
     if journal is not None:
         logging.getLogger().handlers[:] = [journal]
+        guard_log_handlers()  # remote and device text in log records: escaped, one line each
     service = ServiceComponent(ServiceNotifier(service_env))
     components: list = [service]
     if config.led.red or config.led.green:
@@ -145,23 +199,45 @@ def cmd_run(a: argparse.Namespace) -> int:
     return agent.run()
 
 
-COMMANDS = {"run": cmd_run}
+def cmd_devices(a: argparse.Namespace) -> int:
+    """Print PortAudio's input devices (index, channels, default rate, host API, name)."""
+    import json
+
+    from keywire.protocol.errors import AudioError
+
+    from .audio_devices import device_table, input_devices
+
+    found = input_devices()
+    if not found:
+        raise AudioError("no audio input devices (PortAudio sees none with input channels)")
+    print("\n".join(json.dumps(d.to_json()) for d in found) if a.json else device_table(found))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "devices": cmd_devices}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; the one place where failures become one line and an exit code
+    (`keywire.protocol.errors.ExitCode`); `--debug` shows the traceback instead."""
     parser = build_parser()
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    guard_log_handlers()
     try:
         return COMMANDS[a.command](a)
-    except KeywireError as exc:
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except (KeywireError, OSError) as exc:
         if a.debug:
             raise
-        print(f"keywire-agent: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+        if isinstance(exc, KeywireError):
+            message, code = str(exc), int(exc.exit_code)
+        else:
+            message, code = describe_os_error(exc), ExitCode.FILE
+        print(f"keywire-agent: error: {printable(' '.join(message.split()), 1000)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

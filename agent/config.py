@@ -7,7 +7,10 @@ File layout (`/etc/keywire/agent.toml`)::
     source = "mic"
     device_id = "kitchen-pi"
     state_dir = "/var/lib/keywire"
-    [detection]   threshold, threshold_list, window_ms, suppression_ms, minimum_count, latency_ms
+    [detection]   MLTK names (detection_threshold, detection_threshold_list,
+                  average_window_duration_ms, suppression_ms, minimum_count, latency_ms,
+                  volume_gain) or the CLI spellings (threshold, threshold_list, window_ms, ...);
+                  limits in keywire.protocol.detection.LIMITS
     [led]         red = "ACT", green = "", blink_ms = 200
     [mqtt]        url, fleet, groups, trusted_keys, ca, cert, key, username, password,
                   protocol, ha_discovery, telemetry_s
@@ -20,47 +23,17 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Tuple
 
-from .errors import ConfigError
-from .settings import DetectionSettings
+from keywire.protocol.detection import DetectionOverrides
+from keywire.protocol.errors import ConfigError
+from keywire.protocol.topics import check_name
+from keywire.protocol.typed import FieldError, decode_dataclass
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-@dataclass(frozen=True)
-class DetectionOverrides:
-    """Per-device values that override the model's detection parameters (None keeps it)."""
-
-    threshold: Optional[int] = None
-    threshold_list: Optional[Tuple[int, ...]] = None
-    window_ms: Optional[int] = None
-    suppression_ms: Optional[int] = None
-    minimum_count: Optional[int] = None
-    latency_ms: Optional[int] = None
-
-    def apply(self, base: DetectionSettings) -> DetectionSettings:
-        changes: dict[str, Any] = {
-            "average_window_duration_ms": self.window_ms,
-            "suppression_ms": self.suppression_ms,
-            "minimum_count": self.minimum_count,
-            "latency_ms": self.latency_ms,
-        }
-        if self.threshold is not None:
-            # A single threshold given by the user replaces a per-class list.
-            changes["detection_threshold"] = self.threshold
-            base = dataclasses.replace(base, detection_threshold_list=None)
-        if self.threshold_list is not None:
-            changes["detection_threshold_list"] = tuple(self.threshold_list)
-        return base.replace(**changes)
-
-    def merged(self, other: "DetectionOverrides") -> "DetectionOverrides":
-        """`other`'s set values on top of these."""
-        return DetectionOverrides(**{f.name: getattr(other, f.name) if getattr(other, f.name) is not None
-                                     else getattr(self, f.name) for f in dataclasses.fields(self)})
 
 
 @dataclass(frozen=True)
@@ -85,6 +58,7 @@ class MqttConfig:
     password: str = ""
     protocol: str = "3.1.1"             # or "5"
     ha_discovery: bool = False
+    ha_max_event_age_s: float = 300.0   # older (spooled) detections reach the event log, not HA
     telemetry_s: float = 60.0
     keepalive_s: int = 30
 
@@ -112,6 +86,9 @@ class AgentConfig:
     config_path: str = ""
 
     def validate(self) -> "AgentConfig":
+        check_name("device id", self.device_id)
+        if self.state_dir and Path(self.state_dir).exists() and not Path(self.state_dir).is_dir():
+            raise ConfigError(f"state dir {self.state_dir} is not a directory")
         if not self.model and not self.state_dir and not (self.board.port and self.board.mode == "detect"):
             raise ConfigError("no model given (--model or 'model' in the config file)")
         if self.chunk_ms <= 0:
@@ -127,18 +104,14 @@ _SECTIONS = {"detection": DetectionOverrides, "led": LedConfig, "mqtt": MqttConf
 
 
 def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise ConfigError(f"unknown setting {where}{key!r} (known: {', '.join(sorted(fields))})")
-        if isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
+    """One section (or the top level) from its values: unknown keys, wrong types and, for
+    [detection], values outside the detection table's limits are one-line `ConfigError`s."""
+    if cls is DetectionOverrides:
+        return DetectionOverrides.from_mapping(values, ConfigError, where, aliases=True)
     try:
-        return cls(**kwargs)
-    except TypeError as exc:  # pragma: no cover - guarded by the check above
-        raise ConfigError(f"invalid settings in {where or 'config'}: {exc}") from None
+        return decode_dataclass(cls, values, prefix=where, strict=True)
+    except FieldError as exc:
+        raise ConfigError(f"config: {exc}") from None
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -148,7 +121,11 @@ def load_config_file(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
@@ -176,5 +153,6 @@ def build_config(file_values: Mapping[str, Any], overrides: Mapping[str, Any],
         else:
             top[key] = value
     built = {name: _build(cls, sections[name], f"[{name}] ") for name, cls in _SECTIONS.items()}
-    cfg = _build(AgentConfig, {**top, "config_path": config_path}, "")
+    cfg = _build(AgentConfig, {**{k: v for k, v in top.items() if k not in _SECTIONS},
+                               "config_path": config_path}, "")
     return dataclasses.replace(cfg, **built).validate()

@@ -2,51 +2,19 @@
 
 A `Detection` is the one event type every responder receives, whether it was raised by
 the local pipeline or relayed from a board; MQTT and the journal are responders too.
+`Detection` and its wire form live in `keywire.protocol.messages` (the host reads it too).
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import time
-import uuid
-from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Protocol, Sequence, TextIO
+from typing import Optional, Protocol, Sequence, TextIO
+
+from keywire.protocol.messages import Detection
+
+__all__ = ["Detection", "EventSink", "StdoutSink", "LogSink", "FanOut"]
 
 log = logging.getLogger("keywire.events")
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One keyword detection. `score` is 0-255 (MLTK's uint8 convention)."""
-
-    keyword: str
-    score: int
-    time_ms: int                       # stream time from the start of the audio source
-    class_index: int = -1
-    model_name: str = ""
-    model_version: str = ""
-    model_sha256: str = ""
-    device_id: str = ""
-    source: str = "local"              # "local" or the board identity for relayed detections
-    wall_time: float = field(default_factory=time.time)
-    monotonic: float = field(default_factory=time.monotonic)
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=False)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Detection":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        return cls(**known)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Detection":
-        return cls.from_dict(json.loads(text))
 
 
 class EventSink(Protocol):
@@ -64,7 +32,7 @@ class StdoutSink:
         self.stream = stream or sys.stdout
 
     def emit(self, detection: Detection) -> None:
-        self.stream.write(detection.to_json() + "\n")
+        self.stream.write(detection.to_json().decode("utf-8") + "\n")
         self.stream.flush()
 
     def close(self) -> None:

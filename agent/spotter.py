@@ -83,6 +83,7 @@ class KeywordSpotter:
 
     def swap_model(self, model: KeywordModel, detection: Optional[DetectionSettings] = None) -> None:
         """Use `model` from the next inference step on (thread-safe)."""
+        (detection or model.detection).validate(len(model.classes))  # refused now, not in the audio loop
         with self._lock:
             self._pending_model = (model, detection)
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from keywire.agent.errors import ModelError
-from keywire.agent.params import _schema, read_params
+from keywire.protocol import tflite_file
+from keywire.protocol.errors import ModelError
+from keywire.protocol.sl_params import find_metadata, read_params
 
 _TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8"}
 _TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1}
@@ -71,15 +72,23 @@ def summarize(path: Path) -> ModelSummary:
     data = Path(path).read_bytes() if Path(path).is_file() else None
     if data is None:
         raise ModelError(f"model file not found: {path}")
-    if len(data) < 8 or data[4:8] != b"TFL3":
+    if len(data) < 8 or data[4:8] != tflite_file.IDENTIFIER:
         raise ModelError(f"{path} is not a TFLite model")
-    schema = _schema()
     try:
-        m = schema.Model.GetRootAs(data, 0)
-        op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-        g = m.Subgraphs(0)
-    except Exception as exc:  # flatbuffer access on corrupt data raises anything
-        raise ModelError(f"{path}: corrupt TFLite flatbuffer ({exc})") from None
+        return _summarize(path, data)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    except Exception as exc:  # flatbuffer access on corrupt data raises anything (struct, index, numpy)
+        raise ModelError(f"{path}: corrupt TFLite flatbuffer ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
+def _summarize(path: Path, data: bytes) -> ModelSummary:
+    schema = tflite_file.schema()
+    m = schema.Model.GetRootAs(data, 0)
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    if not m.SubgraphsLength():
+        raise ModelError("the model has no subgraph")
+    g = m.Subgraphs(0)
 
     def shape(i: int) -> list[int]:
         return [] if i < 0 else [int(v) for v in g.Tensors(i).ShapeAsNumpy()] if g.Tensors(i).ShapeLength() else []
@@ -145,8 +154,6 @@ def _peak_activations(m: Any, g: Any, op_tensors: list[tuple[list[int], list[int
 
 
 def _param_bytes(data: bytes) -> bytes:
-    from keywire.agent.params import find_metadata
-
     return find_metadata(data) or b""
 
 

@@ -22,10 +22,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 from keywire.agent.detector import MAX_RESULTS
-from keywire.agent.params import merge_params
-from keywire.agent.settings import DetectionSettings
+from keywire.protocol.sl_params import merge_params
+from keywire.protocol.detection import LIMITS, DetectionSettings
 
 from .stream_eval import (DEFAULT_TOLERANCE_S, DetPoint, ScoreTrace, averaged_top, keyword_results,
                           merge_traces, sweep_keyword)
@@ -51,6 +51,10 @@ class CalibrationSpec:
             raise ConfigError(f"--scope must be 'keyword' or 'total', got {self.scope!r}")
         if not self.windows_ms or not self.minimum_counts:
             raise ConfigError("calibration needs at least one window and one minimum count")
+        for w in self.windows_ms:  # candidates obey the detection table like every other setting
+            LIMITS["average_window_duration_ms"].check(w, where="calibration candidate ")
+        for m in self.minimum_counts:
+            LIMITS["minimum_count"].check(m, where="calibration candidate ")
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,6 @@
-"""Fleet errors: all `KeywireError`s so CLIs report them as one line."""
-from __future__ import annotations
+"""Moved to `keywire.protocol.errors` (agent/protocol/errors.py): edit it there.
 
-from ..errors import KeywireError
+Temporary re-export for code not yet importing the new path; removed once every import is updated.
+"""
+from keywire.protocol.errors import *  # noqa: F401,F403
 
-
-class FleetError(KeywireError):
-    """The broker, a transfer or a fleet operation failed."""
-
-    exit_code = 5
-
-
-class MessageError(FleetError):
-    """A message on the wire is not valid JSON of the expected schema."""
-
-
-class SignatureError(FleetError):
-    """A manifest is unsigned, signed by an untrusted key, or altered after signing."""
-
-
-class ModelRejected(FleetError):
-    """A pushed model was refused by a device (reason in the message)."""

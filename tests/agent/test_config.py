@@ -3,18 +3,19 @@ from __future__ import annotations
 
 import pytest
 
-from keywire.agent.config import DetectionOverrides, build_config, load_config_file
-from keywire.agent.errors import ConfigError
-from keywire.agent.settings import DetectionSettings
+from keywire.agent.config import build_config, load_config_file
+from keywire.protocol.detection import DetectionOverrides, DetectionSettings
+from keywire.protocol.errors import ConfigError
 
 
 def test_cli_overrides_file(tmp_path):
     f = tmp_path / "agent.toml"
     f.write_text('model = "a.tflite"\nsource = "silence"\n[detection]\nthreshold = 150\n'
                  '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\ntrusted_keys = ["k.pub"]\n')
-    cfg = build_config(load_config_file(f), {"source": "stdin", "detection.window_ms": 500, "model": None})
+    cfg = build_config(load_config_file(f), {"source": "stdin", "detection.average_window_duration_ms": 500,
+                                                 "model": None})
     assert cfg.model == "a.tflite" and cfg.source == "stdin"
-    assert cfg.detection == DetectionOverrides(threshold=150, window_ms=500)
+    assert cfg.detection == DetectionOverrides(detection_threshold=150, average_window_duration_ms=500)
     assert cfg.mqtt.trusted_keys == ("k.pub",)
 
 
@@ -34,5 +35,5 @@ def test_bad_toml_is_named(tmp_path):
 
 def test_single_threshold_replaces_model_list():
     base = DetectionSettings(detection_threshold_list=(242, 242, 255))
-    s = DetectionOverrides(threshold=200).apply(base)
+    s = DetectionOverrides(detection_threshold=200).apply(base)
     assert s.detection_threshold_list is None and s.threshold_for(2) == 200

@@ -56,7 +56,7 @@ def test_window_drops_old_results_and_ties_go_low():
 
 
 def test_ring_is_bounded_and_new_result_dropped_when_full():
-    d = Detector(CLASSES, DetectionSettings(average_window_duration_ms=100000, detection_threshold=254,
+    d = Detector(CLASSES, DetectionSettings(average_window_duration_ms=60000, detection_threshold=254,
                                             minimum_count=1))
     for t in range(MAX_RESULTS):
         d.process(t, np.array([0, 10, 0], np.uint8))

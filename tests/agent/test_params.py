@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from keywire.agent import params as P
+from keywire.protocol import sl_params as P
 from keywire.agent.errors import ModelError, ParamsError
 from tests.fixtures.paths import shared_path
 

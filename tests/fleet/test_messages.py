@@ -48,8 +48,11 @@ def test_field_types_are_checked():
             Progress.from_dict({**good, field: bad})
     with pytest.raises(MessageError, match="unknown command"):
         Command.from_json(b'{"v":1,"type":"command","action":"exec","detection":{}}')
-    with pytest.raises(MessageError, match="unknown setting"):
-        Command.from_json(b'{"v":1,"type":"command","action":"set_detection","detection":{"shell":"rm"}}')
+    with pytest.raises(MessageError, match="unknown detection setting"):
+        Command.from_json(b'{"v":1,"type":"command","action":"set_detection","detection":{"shell":"rm"}}').overrides()
+    with pytest.raises(MessageError, match=r"suppression_ms = 1180591620717411303424 is out of range 0\.\.60000"):
+        Command("set_detection", "x", {"suppression_ms": 2 ** 70}).overrides()
+    assert Command("set_detection", "x", {"latency_ms": 200}).overrides().latency_ms == 200
 
 
 def test_topics():
