@@ -247,7 +247,9 @@ class MicSource:
             import pyaudio
         except ImportError as exc:  # pragma: no cover - pyaudio is a dependency
             raise AudioError("the mic source needs PyAudio (pip install pyaudio)") from exc
-        pa = pyaudio.PyAudio()
+        from .audio_devices import start_portaudio
+
+        pa = start_portaudio()  # ALSA/JACK diagnostics to the debug log, not ~50 lines per retry
         try:
             index = self._find_device(pa)
             rate = self.sample_rate
