@@ -2,21 +2,23 @@
 
 Every source yields mono int16 samples at the model's rate (`read()` returns at most
 `max_samples`, an empty array when nothing is ready yet, None at end of stream). Sources
-at another rate are resampled with soxr's streaming resampler. A source reports its
-`state`; the runtime's supervisor reopens sources that fail.
+at another rate go through `audio_io.Resampler` (soxr), flushed once at the end; WAV files are
+read by `audio_io.WavReader`. A source reports its `state`; the runtime's supervisor reopens
+sources that fail.
 """
 from __future__ import annotations
 
 import enum
 import logging
 import sys
+import math
 import time
-import wave
 from pathlib import Path
 from typing import BinaryIO, Optional, Protocol
 
 import numpy as np
 
+from .audio_io import MAX_RATE_HZ, MIN_RATE_HZ, Resampler, WavReader
 from .errors import AudioError, ConfigError
 
 log = logging.getLogger("keywire.sources")
@@ -42,31 +44,10 @@ class AudioSource(Protocol):
     def close(self) -> None: ...
 
 
-class _Resampler:
-    """Streaming resampling to the model's rate (identity when rates match)."""
-
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        self._stream = None
-        if rate_in != rate_out:
-            import soxr
-
-            self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="int16", quality="HQ")
-
-    def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
-        if self._stream is None:
-            return x
-        return self._stream.resample_chunk(x, last=last)
-
-
-def _to_mono_int16(raw: bytes, channels: int) -> np.ndarray:
-    x = np.frombuffer(raw, dtype="<i2")
-    if channels > 1:
-        x = x[: len(x) - len(x) % channels].reshape(-1, channels).mean(axis=1)
-    return x.astype(np.int16)
-
-
 class FileSource:
-    """A WAV file (16-bit PCM, any rate, mono or stereo mixed down), paced in real time or not."""
+    """A WAV file (any format `WavReader` reads, any rate, channels mixed down), paced in real
+    time or not. A file without samples is an `AudioError`; one cut mid-frame is read up to
+    the cut (with a warning)."""
 
     reopenable = False
 
@@ -77,13 +58,17 @@ class FileSource:
         self.realtime = realtime
         self.state = SourceState.CLOSED
         self.dropped_samples = 0
-        self._wav: Optional[wave.Wave_read] = None
-        self._resample: Optional[_Resampler] = None
+        self._wav: Optional[WavReader] = None
+        self._resample: Optional[Resampler] = None
         self._start = 0.0
         self._delivered = 0
 
     def open(self) -> None:
-        self._wav, self._resample = open_wav(self.path, self.sample_rate)
+        wav = WavReader(self.path)
+        if wav.format.n_frames == 0:
+            wav.close()
+            raise AudioError(f"{self.path}: WAV file has no samples")
+        self._wav, self._resample = wav, Resampler(wav.format.sample_rate, self.sample_rate)
         self._start = time.monotonic()
         self._delivered = 0
         self.state = SourceState.OPEN
@@ -95,17 +80,18 @@ class FileSource:
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        rate_in = self._wav.getframerate()
-        n_in = max(1, int(round(max_samples * rate_in / self.sample_rate)))
-        raw = self._wav.readframes(n_in)
-        if not raw:
-            tail = self._resample(np.zeros(0, np.int16), last=True)
+        n_in = max(1, int(round(max_samples * self._wav.format.sample_rate / self.sample_rate)))
+        x = self._wav.read(n_in)
+        if len(x) == 0:
+            if self.state is not SourceState.ENDED and self._wav.truncated:
+                log.warning("%s ends inside a sample frame; the partial frame is ignored", self.path)
             self.state = SourceState.ENDED
-            if len(tail):
-                self._delivered += len(tail)
-                return tail
-            return None
-        out = self._resample(_to_mono_int16(raw, self._wav.getnchannels()))
+            tail = self._resample.flush()
+            if len(tail) == 0:
+                return None
+            out = tail
+        else:
+            out = self._resample(x)
         self._delivered += len(out)
         return out
 
@@ -115,30 +101,6 @@ class FileSource:
             self._wav = None
         if self.state is not SourceState.ENDED:
             self.state = SourceState.CLOSED
-
-
-def open_wav(path: Path, sample_rate: int) -> tuple[wave.Wave_read, _Resampler]:
-    """Open a WAV for reading with a resampler to `sample_rate`; `AudioError` if unusable."""
-    try:
-        w = wave.open(str(path), "rb")
-    except FileNotFoundError:
-        raise AudioError(f"audio file not found: {path}") from None
-    except (wave.Error, EOFError) as exc:
-        raise AudioError(f"{path}: not a PCM WAV file ({exc})") from None
-    except OSError as exc:
-        raise AudioError(f"cannot read {path}: {exc.strerror}") from None
-    if w.getsampwidth() != 2:
-        w.close()
-        raise AudioError(f"{path}: {8 * w.getsampwidth()}-bit samples; keywire needs 16-bit PCM")
-    return w, _Resampler(w.getframerate(), sample_rate)
-
-
-def read_wav(path: Path, sample_rate: int) -> np.ndarray:
-    """Whole WAV file as mono int16 at `sample_rate`."""
-    w, resample = open_wav(path, sample_rate)
-    with w:
-        x = _to_mono_int16(w.readframes(w.getnframes()), w.getnchannels())
-    return np.concatenate([resample(x), resample(np.zeros(0, np.int16), last=True)])
 
 
 class StdinSource:
@@ -153,7 +115,7 @@ class StdinSource:
         self.dropped_samples = 0
         self._stream = stream
         self._odd = b""
-        self._resample = _Resampler(self.input_rate, sample_rate)
+        self._resample = Resampler(self.input_rate, sample_rate)
 
     def open(self) -> None:
         if self._stream is None:
@@ -166,7 +128,8 @@ class StdinSource:
         raw = self._stream.read1(2 * n_in) if hasattr(self._stream, "read1") else self._stream.read(2 * n_in)
         if not raw:
             self.state = SourceState.ENDED
-            return None
+            tail = self._resample.flush()
+            return tail if len(tail) else None
         raw = self._odd + raw
         cut = len(raw) - len(raw) % 2
         self._odd = raw[cut:]
@@ -225,7 +188,7 @@ class MicSource:
         self.dropped_samples = 0
         self._pa = None
         self._stream = None
-        self._resample: Optional[_Resampler] = None
+        self._resample: Optional[Resampler] = None
         self._rate_in = sample_rate
 
     def _find_device(self, pa) -> Optional[int]:
@@ -272,7 +235,7 @@ class MicSource:
             pa.terminate()
             raise AudioError(f"cannot open audio input {self.name}: {exc}") from None
         self._pa = pa
-        self._resample = _Resampler(rate, self.sample_rate)
+        self._resample = Resampler(rate, self.sample_rate)
         self.state = SourceState.OPEN
 
     def read(self, max_samples: int) -> Optional[np.ndarray]:
@@ -309,11 +272,30 @@ def open_source(spec: str, sample_rate: int, realtime: bool = True) -> AudioSour
         if not arg:
             raise ConfigError("source 'file:' needs a path, e.g. file:speech.wav")
         return FileSource(Path(arg), sample_rate, realtime=realtime)
-    if kind.startswith("stdin"):
+    if kind == "stdin" or kind.startswith("stdin@"):
         _, _, rate = kind.partition("@")
-        return StdinSource(sample_rate, int(rate) if rate else None)
+        return StdinSource(sample_rate, _input_rate(spec, rate) if rate else None)
     if kind == "silence":
-        return SilenceSource(sample_rate, realtime=realtime, duration_s=float(arg) if arg else None)
+        return SilenceSource(sample_rate, realtime=realtime, duration_s=_duration(spec, arg) if arg else None)
     if spec.endswith(".wav") and not arg:
         return FileSource(Path(spec), sample_rate, realtime=realtime)
     raise ConfigError(f"unknown audio source {spec!r} (use mic[:DEVICE], file:PATH, stdin or silence)")
+
+
+def _input_rate(spec: str, text: str) -> int:
+    """The `RATE` of `stdin@RATE`: a whole number of Hz that the resampler accepts."""
+    if not text.isdigit() or not MIN_RATE_HZ <= int(text) <= MAX_RATE_HZ:
+        raise ConfigError(f"audio source {spec!r}: the rate after '@' must be a whole number of Hz "
+                          f"from {MIN_RATE_HZ} to {MAX_RATE_HZ}, e.g. stdin@16000")
+    return int(text)
+
+
+def _duration(spec: str, text: str) -> float:
+    """The `SECONDS` of `silence:SECONDS`: a finite number >= 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"audio source {spec!r}: the duration after ':' must be a number of seconds >= 0")
+    return seconds

@@ -17,13 +17,13 @@ import argparse
 import platform
 import sys
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from keywire.agent.audio_io import read_wav_native  # noqa: E402
 from keywire.agent.frontend import Frontend, compute_features_batch  # noqa: E402
 from keywire.agent.settings import FrontendSettings  # noqa: E402
 
@@ -58,10 +58,10 @@ def generated_audio(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndar
 def read_wavs(paths: list[str]) -> np.ndarray:
     parts = []
     for p in paths:
-        with wave.open(p, "rb") as w:
-            if w.getsampwidth() != 2 or w.getnchannels() != 1 or w.getframerate() != 16000:
-                raise SystemExit(f"{p}: need mono 16-bit 16 kHz WAV")
-            parts.append(np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"))
+        x, rate = read_wav_native(p)
+        if rate != 16000:
+            raise SystemExit(f"{p}: need a 16 kHz WAV")
+        parts.append(x)
     return np.concatenate(parts).astype(np.int16)
 
 

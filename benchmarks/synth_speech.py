@@ -32,7 +32,8 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     args = ap.parse_args()
 
-    from keywire.training.synth import SynthConfig, read_wav, synthesize_dataset
+    from keywire.agent.audio_io import read_wav_native
+    from keywire.training.synth import SynthConfig, synthesize_dataset
 
     with tempfile.TemporaryDirectory(prefix="keywire-bench-synth-") as tmp:
         out = Path(tmp) / "set"
@@ -56,7 +57,7 @@ def main() -> int:
         for folder in sorted(report.counts, key=lambda f: (f not in model.classes, f)):
             preds: Counter = Counter()
             for p in sorted((out / folder).glob("*.wav")):
-                x = read_wav(p)[0]
+                x = read_wav_native(p)[0]
                 clip = np.zeros(fe.sample_length, dtype=np.int16)
                 clip[: min(len(x), len(clip))] = x[: len(clip)]
                 preds[model.classes[int(np.argmax(model.infer(compute_features(clip, fe))))]] += 1

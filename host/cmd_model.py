@@ -18,7 +18,7 @@ class FeatureDtype(str, Enum):
 
 
 def features(
-    wavs: Annotated[List[Path], typer.Argument(help="WAV clips (16-bit PCM; resampled to the model's rate).")],
+    wavs: Annotated[List[Path], typer.Argument(help="WAV clips (PCM or float, any rate and channel count; read as mono at the model's rate).")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Model whose fe.* settings define the frontend.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the [N, frames, channels] .npy.")],
     dtype: Annotated[FeatureDtype, typer.Option(help="uint16 frontend output or the int8 model input.")] = FeatureDtype.uint16,
@@ -37,9 +37,9 @@ def features(
 
 def compute_clip_features(wavs: List[Path], model_path: Path, dtype: str) -> np.ndarray:
     """Features of whole clips exactly as MLTK computes them (fresh frontend per clip)."""
+    from keywire.agent.audio_io import read_wav
     from keywire.agent.frontend import compute_features, to_model_input
     from keywire.agent.model import KeywordModel
-    from keywire.agent.sources import read_wav
 
     model = KeywordModel.load(model_path)
     fe = model.frontend

@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import re
-import wave
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -32,9 +31,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from keywire.agent.audio_io import read_wav, write_wav
 from keywire.agent.errors import ConfigError
-
-from . import audio
 
 AUDIO_SUFFIXES = (".wav",)
 _FRAME_S = 0.010  # energy frame for voiced-part detection
@@ -43,25 +41,7 @@ _FADE_S = 0.020  # cross-fade between background segments
 PRE_ROLL_S = 1.0  # background of a keyword's own tile before its voiced part (see _positive_stream)
 
 
-# ----------------------------------------------------------------------------- audio io
-def read_wav(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
-    """Mono int16 samples of a PCM WAV, resampled to `sample_rate`."""
-    x, rate = audio.read_wav(path)
-    return audio.resample(x, rate, sample_rate)
-
-
-def write_wav(path: Path | str, samples: np.ndarray, sample_rate: int = 16000) -> Path:
-    """Write mono int16 samples as a 16-bit PCM WAV."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(np.asarray(samples, dtype="<i2").tobytes())
-    return path
-
-
+# ----------------------------------------------------------------------------- levels
 def rms_dbfs(x: np.ndarray) -> float:
     """RMS level in dB relative to int16 full scale (-inf for digital silence)."""
     if len(x) == 0:

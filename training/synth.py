@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,9 +27,9 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
+from keywire.agent.audio_io import read_wav_native, write_wav
 from keywire.agent.errors import ConfigError, KeywireError
 
-from .audio import read_wav
 from .synth_words import COMMON_WORDS, PASSAGES
 
 ESPEAK, FLITE = "espeak-ng", "flite"
@@ -518,7 +517,7 @@ def _sox(src: Path, dst: Path, rate: int, params: dict, tempo: float, trim: bool
     r = _run(cmd)
     if r.returncode != 0:
         raise TTSEngineError(f"sox failed on {src.name}: {_first_line(r.stderr)}")
-    return read_wav(dst)[0]
+    return read_wav_native(dst)[0]
 
 
 def render_clip(job: ClipJob, rate: int, clip_s: float, jitter_s: float) -> np.ndarray:
@@ -540,19 +539,6 @@ def render_clip(job: ClipJob, rate: int, clip_s: float, jitter_s: float) -> np.n
     clip = np.zeros(n, dtype=np.int16)
     clip[start:start + len(x)] = x
     return clip
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
-    """Write mono int16 atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.asarray(samples, dtype="<i2").tobytes())
-    tmp.replace(path)
-    return path
 
 
 # ---------------------------------------------------------------- datasets

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import KeywireError, ModelError
 from ..model import KeywordModel
-from ..sources import read_wav
+from ..audio_io import read_wav
 from ..spotter import KeywordSpotter
 from . import messages as m
 from .ccore import BoardHal, CBoard

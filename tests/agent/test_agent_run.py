@@ -150,10 +150,10 @@ def test_input_shape_mismatch(tmp_path):
 
 def test_wrong_wav_format(tmp_path):
     model = shared_path("mltk_models", "tflite_micro_speech.tflite")
-    wav8 = tmp_path / "u8.wav"
-    subprocess.run(["sox", "-n", "-r", "16000", "-b", "8", "-e", "unsigned", str(wav8), "trim", "0", "1"], check=True)
-    r = run_agent("run", "--model", str(model), "--source", f"file:{wav8}", "--no-realtime")
-    assert r.returncode == 4 and "16-bit" in r.stderr, r.stderr
+    alaw = tmp_path / "alaw.wav"  # PCM and float of any width are read; companded audio is not
+    subprocess.run(["sox", "-n", "-r", "16000", "-e", "a-law", str(alaw), "trim", "0", "1"], check=True)
+    r = run_agent("run", "--model", str(model), "--source", f"file:{alaw}", "--no-realtime")
+    assert r.returncode == 4 and "A-law WAV is not supported" in r.stderr, r.stderr
 
 
 def test_missing_audio_device_keeps_retrying_then_stops():

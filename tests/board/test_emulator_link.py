@@ -34,7 +34,7 @@ def test_detect_mode_board_detections_reach_the_agent_sinks(emulator, word_model
     # end to end parity: the board (C post-processing, clock = its microphone) detects at the same
     # audio times as the agent's own pipeline (Python detector) on the same clip
     from keywire.agent.model import KeywordModel
-    from keywire.agent.sources import read_wav
+    from keywire.agent.audio_io import read_wav
     from keywire.agent.spotter import KeywordSpotter
 
     local = KeywordSpotter(KeywordModel.load(word_models[0])).feed(read_wav(words_wav, 16000))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from keywire.agent.audio_io import write_wav
 from keywire.agent.errors import ConfigError
 from keywire.training import streams as st
 
@@ -97,7 +98,7 @@ def test_bad_inputs_are_named(tmp_path, background_folder):
     with pytest.raises(ConfigError, match="gap range"):
         st.StreamConfig(min_gap_s=5, max_gap_s=2).validate()
     (tmp_path / "x.labels.txt").write_text("1.0 2.0 yes\n")
-    st.write_wav(tmp_path / "x.wav", np.zeros(1600, np.int16))
+    write_wav(tmp_path / "x.wav", np.zeros(1600, np.int16), 16000)
     with pytest.raises(ConfigError, match="label line"):
         st.Stream.load(tmp_path / "x.wav")
 

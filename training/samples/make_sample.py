@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import wave
 from pathlib import Path
 
 import numpy as np
+
+from keywire.agent.audio_io import read_wav_native, write_wav
 
 WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 VOICES = ["en-us", "en+f3", "en-gb", "en+m3", "en+f2"]
@@ -22,8 +23,7 @@ def speak(word: str, voice: str, tmp: Path) -> np.ndarray:
     raw, out = tmp / "raw.wav", tmp / "out.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", "140", "-w", str(raw), word], check=True)
     subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(out)], check=True)
-    with wave.open(str(out)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32)
+    return read_wav_native(out)[0].astype(np.float32)
 
 
 def main() -> None:
@@ -33,13 +33,9 @@ def main() -> None:
         for i, word in enumerate(WORDS):
             parts.append(speak(word, VOICES[i % len(VOICES)], Path(d)))
             parts.append(rng.standard_normal(int(1.2 * RATE)) * 30)
-    x = np.clip(np.concatenate(parts), -32768, 32767).astype("<i2")
+    x = np.clip(np.concatenate(parts), -32768, 32767).astype(np.int16)
     out = Path(__file__).with_name("sample.wav")
-    with wave.open(str(out), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(x.tobytes())
+    write_wav(out, x, RATE)
     print(f"wrote {out} ({len(x) / RATE:.1f} s)")
 
 
