@@ -40,7 +40,7 @@ def _register() -> None:
     from . import cmd_model
 
     cmd_model.register(app)
-    for name in ("cmd_dataset", "cmd_train", "cmd_evaluate_stream", "cmd_fleet", "cmd_board"):
+    for name in ("cmd_dataset", "cmd_train", "cmd_evaluate_stream", "cmd_fleet", "cmd_board", "cmd_record"):
         try:
             module = __import__(f"keywire.host.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
