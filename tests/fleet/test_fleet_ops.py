@@ -23,7 +23,7 @@ def test_canary_stops_a_bad_model_and_passes_a_good_one(broker, start_agent, obs
         online(obs, d)
     r = run_keywire("push", str(fleet_models.bad_classes), "--mqtt", broker.url, "--fleet", FLEET, "--key",
                     str(keys[0]), "--group", "hall", "--canary", "1", "--wait", "30")
-    assert r.returncode == 6, r.stdout + r.stderr
+    assert r.returncode == 11, r.stdout + r.stderr
     assert "FAILED dev1: rejected: model does not load" in r.stdout
     assert "FAILED dev2: waiting: not pushed: a canary device failed" in r.stdout
     assert not any(t == T.desired_group("hall") for t, _, _ in obs.messages)
@@ -83,10 +83,10 @@ def test_status_watch_keys_telemetry_discovery_mqtt5(broker, start_agent, observ
     online(obs)
     late = observe(broker, "homeassistant/#")  # subscribes afterwards, like Home Assistant starting later
     cfg = late.wait_for(lambda: next((json.loads(p) for t, p, retain in late.messages
-                                      if t == "homeassistant/event/dev1/keyword/config" and retain), None),
+                                      if t == f"homeassistant/event/dev1/{FLEET}_keyword/config" and retain), None),
                         what="retained Home Assistant discovery config")
-    assert cfg["event_types"] == ["yes", "no", "_unknown_", "_silence_"]
-    assert cfg["state_topic"] == T.device("dev1").event and cfg["unique_id"] == "keywire_t_dev1_keyword"
+    assert cfg["event_types"] == ["yes", "no"]  # _unknown_ and _silence_ never fire
+    assert cfg["state_topic"] == T.device("dev1").base + "/ha_event" and cfg["unique_id"] == "keywire_t_dev1_keyword"
     tel = obs.wait_for(lambda: [t for t in obs.json_on("/dev1/telemetry") if t["inferences_per_s"] > 0],
                        what="telemetry")[-1]
     assert 5 < tel["inferences_per_s"] < 15          # latency_ms 100: ten inferences per second of audio
@@ -115,7 +115,24 @@ def test_status_watch_keys_telemetry_discovery_mqtt5(broker, start_agent, observ
     obs.wait_for(lambda: device_status(obs, "dev1")["detection"]["detection_threshold"] == 240, what="240")
     r = run_keywire("fleet", "command", "set_detection", "--mqtt", broker.url, "--fleet", FLEET, "--device", "dev1",
                     "--threshold", "300")
-    assert r.returncode == 6 and "FAILED" in r.stdout and "0-255" in r.stdout
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "detection_threshold = '300' is out of range 0..255" \
+        in r.stderr, r.stderr  # the host checks the detection table before anything is sent
+    r = run_keywire("fleet", "command", "set_detection", "--mqtt", broker.url, "--fleet", FLEET, "--device", "dev1",
+                    "--latency-ms", "1e12")
+    assert r.returncode == 2 and "latency_ms = '1e12' must be an integer in 10..2000" in r.stderr, r.stderr
+    # a device refuses what the host would not send: values far out of range change nothing
+    huge, det_before = 2 ** 70, device_status(obs, "dev1")["detection"]
+    r = _command(obs, "set_detection", "c-huge", average_window_duration_ms=huge, suppression_ms=huge,
+                 minimum_count=huge)
+    assert not r["ok"] and "out of range" in r["reason"] and "Traceback" not in r["reason"], r
+    r = _command(obs, "set_detection", "c-list", detection_threshold_list=[200] * 12)
+    assert not r["ok"] and "12 values for 4 classes" in r["reason"], r
+    assert device_status(obs, "dev1")["detection"] == det_before and det_before["detection_threshold"] == 240
+    # latency_ms is settable remotely, under the detector's own name
+    r = run_keywire("fleet", "command", "set_detection", "--mqtt", broker.url, "--fleet", FLEET, "--device", "dev1",
+                    "--latency-ms", "200")
+    assert r.returncode == 0, r.stdout + r.stderr
+    obs.wait_for(lambda: device_status(obs, "dev1")["detection"]["latency_ms"] == 200, what="latency 200")
     r = run_keywire("fleet", "command", "status", "--mqtt", broker.url, "--fleet", FLEET, "--device", "ghost",
                     "--timeout", "1")
     assert r.returncode != 0 and "no reply from ghost" in r.stderr
