@@ -11,7 +11,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from keywire.agent.model import KeywordModel
 
 from .audio import fit_length, load_clip
 from .dataset import UNKNOWN, scan_eval_folder
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .eval_split import Selection
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,10 @@ def predict(model: KeywordModel, samples: np.ndarray) -> np.ndarray:
     from keywire.agent.frontend import compute_features
 
     fe = model.frontend
+    if fe.frontend_type == "speech_embedding":  # a head: the clip in its own background
+        from .embeddings import eval_embeddings
+
+        return model.infer(eval_embeddings(samples, model.window_shape[0], fe.sample_length))
     x = fit_length(samples, fe.sample_length)
     return model.infer(compute_features(x, fe))
 
@@ -163,6 +170,16 @@ def evaluate_folder(model: KeywordModel, folder: Path | str,
     items = [EvalItem(p, label, (lambda p=p: load_clip(p, rate))) for p, label in files]
     r = evaluate_clips(model, items, progress)
     r.skipped = skipped + r.skipped
+    return r
+
+
+def evaluate_selection(model: KeywordModel, selection: "Selection",
+                       progress: Optional[Callable[[int, int], None]] = None) -> EvalResult:
+    """Evaluate the clips `eval_split.select` chose (one split of the recipe's speakers, or all)."""
+    rate = model.frontend.sample_rate_hz
+    items = [EvalItem(c.path, c.label, (lambda p=c.path: load_clip(p, rate))) for c in selection.clips]
+    r = evaluate_clips(model, items, progress)
+    r.skipped = list(selection.skipped) + r.skipped
     return r
 
 
