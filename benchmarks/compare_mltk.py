@@ -40,6 +40,7 @@ import numpy as np
 
 from keywire.agent.model import KeywordModel
 from keywire.training import calibrate as cb
+from keywire.training import score_trace as sc
 from keywire.training import stream_eval as se
 from keywire.training import streams as st
 from keywire.training.dataset import speaker_of, split_of
@@ -111,14 +112,14 @@ def audio_key(s: st.Stream) -> str:
     return hashlib.sha1(s.samples.tobytes()).hexdigest()[:16]
 
 
-def cached_trace(model: KeywordModel, s: st.Stream, cache: Path, keys: dict) -> se.ScoreTrace:
+def cached_trace(model: KeywordModel, s: st.Stream, cache: Path, keys: dict) -> sc.ScoreTrace:
     key = keys.setdefault(s.name + str(s.snr_db) + str(id(s)), audio_key(s))
     f = cache / "traces" / model.sha256[:12] / f"{s.name}_{key}.npz"
     if f.exists():
         z = np.load(f)
-        return se.ScoreTrace(s.name, s.kind, s.duration_s, z["t"], z["s"], s.occurrences, s.snr_db)
+        return sc.ScoreTrace(s.name, s.kind, s.duration_s, z["t"], z["s"], s.occurrences, s.snr_db)
     t0 = time.process_time()
-    tr = se.collect_scores(model, s)
+    tr = sc.collect_scores(model, s)
     log(f"  {model.name}: scored {s.name} ({s.duration_s / 60:.1f} min) in {time.process_time() - t0:.1f} CPU-s")
     f.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(f, t=tr.times_ms, s=tr.scores)

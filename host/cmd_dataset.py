@@ -190,7 +190,7 @@ def passages(
 @dataset_app.command("voices")
 def voices_cmd() -> None:
     """List the TTS engines (usable or why not) and the default synthetic voices."""
-    from keywire.training.synth import VoiceCatalog
+    from keywire.training.synth_voices import VoiceCatalog
 
     cat = VoiceCatalog.probe()
     for engine, why in cat.status.items():

@@ -2,7 +2,7 @@
 
 MLTK and Edge Impulse leave `detection_threshold`, the averaging window and
 `minimum_count` to hand-tuning. Here they are chosen from recorded score traces
-(`stream_eval.collect_scores`): for every candidate (window, minimum_count) the averaged
+(`score_trace.collect_scores`): for every candidate (window, minimum_count) the averaged
 scores are computed once, each keyword's threshold is swept 0-255, and per keyword the
 threshold with the lowest false-reject rate whose false accepts per hour stay within its
 budget is taken (ties: the higher threshold, for margin). The (window, minimum_count) with
@@ -27,8 +27,8 @@ from keywire.agent.detector import MAX_RESULTS
 from keywire.protocol.sl_params import merge_params
 from keywire.protocol.detection import LIMITS, DetectionSettings
 
-from .stream_eval import (DEFAULT_TOLERANCE_S, DetPoint, ScoreTrace, averaged_top, keyword_results,
-                          merge_traces, sweep_keyword)
+from .score_trace import ScoreTrace, averaged_top, merge_traces
+from .stream_eval import DEFAULT_TOLERANCE_S, DetPoint, keyword_results, sweep_keyword
 
 
 @dataclass(frozen=True)

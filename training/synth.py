@@ -9,16 +9,14 @@ loader turns into `_unknown_`. File names are `<word>_<voiceid>_nohash_<n>.wav`,
 speaker-hash split keeps each synthetic voice in one split. Everything follows from the seed.
 
 `synthesize_passages` reads long texts into one WAV: keyword-free background speech for
-streaming evaluation.
+streaming evaluation. The engines and their voices are in `synth_voices`, the choice of
+negative words in `synth_negatives`, the word lists and passages in `synth_words`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
-import shutil
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -28,47 +26,14 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from keywire.agent.audio_io import read_wav_native, write_wav
-from keywire.agent.errors import ConfigError, KeywireError
+from keywire.protocol.errors import ConfigError
 
-from .synth_words import COMMON_WORDS, PASSAGES
+from .synth_negatives import choose_negatives
+from .synth_voices import ESPEAK, FLITE, TTSEngineError, Voice, VoiceCatalog, first_line, run_tool
+from .synth_words import PASSAGES
 
-ESPEAK, FLITE = "espeak-ng", "flite"
-ENGINES = (ESPEAK, FLITE)
 MANIFEST = "synth_manifest.json"
-# espeak-ng variants that sound like people (robots, whispers and effects left out).
-HUMAN_VARIANTS = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
-    "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "adam", "Alex", "Alicia", "Andrea",
-    "Andy", "Annie", "aunty", "belinda", "benjamin", "boris", "caleb", "david", "ed", "edward",
-    "Gene", "john", "linda", "max", "Michael", "Mike", "norbert", "paul", "pedro", "quincy", "rob",
-    "robert", "shelby", "steph", "travis", "victor", "zac", "grandma", "grandpa", "anika",
-)
-# flite voices that can say any text (awb_time only knows clock times).
-_FLITE_LIMITED = {"awb_time"}
 ProgressFn = Callable[[int, int], None]
-
-
-class TTSEngineError(KeywireError):
-    """A text-to-speech engine or sox is missing or fails on this machine."""
-
-    exit_code = 7
-
-
-@dataclass(frozen=True)
-class Voice:
-    """One synthetic speaker: an engine and its voice name (`en-us+f3`, `slt`)."""
-
-    engine: str
-    name: str
-
-    @property
-    def spec(self) -> str:
-        return f"{self.engine}:{self.name}"
-
-    @property
-    def id(self) -> str:
-        """Speaker id for file names: short, stable, never contains `_`."""
-        return hashlib.sha1(self.spec.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -186,293 +151,6 @@ def parse_words(text: str) -> tuple[str, ...]:
     return tuple(words)
 
 
-# ---------------------------------------------------------------- engines and voices
-
-
-def _run(cmd: list[str], text: Optional[str] = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(cmd, input=text, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise TTSEngineError(f"{cmd[0]} is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise TTSEngineError(f"{cmd[0]} did not finish within {timeout:.0f} s") from None
-
-
-def engine_status() -> dict[str, Optional[str]]:
-    """For espeak-ng, flite and sox: None when usable, else why not (probed by speaking)."""
-    status: dict[str, Optional[str]] = {}
-    with tempfile.TemporaryDirectory(prefix="keywire-tts-") as tmp:
-        out = Path(tmp) / "probe.wav"
-        probes = {
-            ESPEAK: ([ESPEAK, "-v", "en-us", "-w", str(out), "--stdin"], "test"),
-            FLITE: ([FLITE, "-voice", "slt", "-t", "test", "-o", str(out)], None),
-            "sox": (["sox", "-n", "-r", "16000", str(out), "trim", "0", "0.01"], None),
-        }
-        for name, (cmd, text) in probes.items():
-            if shutil.which(cmd[0]) is None:
-                status[name] = f"{cmd[0]} is not installed"
-                continue
-            out.unlink(missing_ok=True)
-            try:
-                r = _run(cmd, text, timeout=30)
-            except TTSEngineError as exc:
-                status[name] = str(exc)
-                continue
-            ok = r.returncode == 0 and out.exists() and out.stat().st_size > 44
-            status[name] = None if ok else f"{name} failed: {_first_line(r.stderr) or 'no audio written'}"
-    return status
-
-
-def _first_line(text: str) -> str:
-    return next((ln.strip() for ln in (text or "").splitlines() if ln.strip()), "")
-
-
-def espeak_languages() -> dict[str, str]:
-    """espeak-ng language codes -> voice file (MBROLA voices left out: they need mbrola)."""
-    r = _run([ESPEAK, "--voices"])
-    langs: dict[str, str] = {}
-    for line in r.stdout.splitlines()[1:]:
-        cols = line.split()
-        if len(cols) >= 5 and not cols[4].startswith("mb/"):
-            langs.setdefault(cols[1], cols[4])
-    return langs
-
-
-def espeak_variants() -> list[str]:
-    """Names usable after `+` in an espeak-ng voice (`en-us+f3`)."""
-    r = _run([ESPEAK, "--voices=variant"])
-    out = []
-    for line in r.stdout.splitlines()[1:]:
-        tok = next((t for t in line.split() if t.startswith("!v/")), None)
-        if tok:
-            out.append(tok[3:])
-    return out
-
-
-def flite_voices() -> list[str]:
-    r = _run([FLITE, "-lv"])
-    text = r.stdout + r.stderr
-    _, _, names = text.partition(":")
-    return [v for v in names.split()]
-
-
-@dataclass(frozen=True)
-class VoiceCatalog:
-    """Voices the machine can speak with, and why an engine is unusable."""
-
-    espeak_languages: tuple[str, ...]
-    espeak_variants: tuple[str, ...]
-    flite_voices: tuple[str, ...]
-    status: dict[str, Optional[str]]
-
-    @classmethod
-    def probe(cls) -> "VoiceCatalog":
-        status = engine_status()
-        langs = tuple(espeak_languages()) if status[ESPEAK] is None else ()
-        variants = tuple(espeak_variants()) if status[ESPEAK] is None else ()
-        fv = tuple(flite_voices()) if status[FLITE] is None else ()
-        return cls(langs, variants, fv, status)
-
-    def default_voices(self) -> list[Voice]:
-        """Every English espeak-ng accent, plain and with each human-sounding variant, and
-        every general flite voice."""
-        out: list[Voice] = []
-        accents = [lang for lang in self.espeak_languages if lang == "en" or lang.startswith("en-")]
-        variants = [v for v in HUMAN_VARIANTS if v in self.espeak_variants]
-        for acc in accents:
-            out.append(Voice(ESPEAK, acc))
-            out += [Voice(ESPEAK, f"{acc}+{v}") for v in variants]
-        out += [Voice(FLITE, v) for v in self.flite_voices if v not in _FLITE_LIMITED]
-        return out
-
-    def usable_or_raise(self, engine: str) -> None:
-        if self.status.get("sox"):
-            raise TTSEngineError(f"sox is needed to resample and trim: {self.status['sox']}")
-        if self.status.get(engine):
-            raise TTSEngineError(f"TTS engine {engine} is unusable: {self.status[engine]}")
-
-    def resolve(self, specs: Sequence[str]) -> list[Voice]:
-        """Voices from `--voices` items: `espeak-ng`/`flite` (all of that engine), `en-gb+f3`,
-        `espeak-ng:en-gb`, `slt`, `flite:slt`; `ConfigError` naming an unknown voice."""
-        if not specs:
-            if self.status.get("sox"):
-                raise TTSEngineError(f"sox is needed to resample and trim: {self.status['sox']}")
-            voices = self.default_voices()
-            if not voices:
-                raise TTSEngineError("no TTS engine is usable: " + "; ".join(
-                    f"{k}: {v}" for k, v in self.status.items() if v))
-            return voices
-        out: list[Voice] = []
-        defaults = self.default_voices()
-        for raw in specs:
-            spec = raw.strip()
-            if not spec:
-                continue
-            if spec in ENGINES:
-                self.usable_or_raise(spec)
-                out += [v for v in defaults if v.engine == spec]
-                continue
-            engine, sep, name = spec.partition(":")
-            if not sep:
-                engine, name = (FLITE if spec in self.flite_voices or spec in _FLITE_LIMITED else ESPEAK), spec
-            if engine not in ENGINES:
-                raise ConfigError(f"unknown TTS engine {engine!r} in voice {raw!r} (use espeak-ng or flite)")
-            self.usable_or_raise(engine)
-            if engine == FLITE:
-                if name not in self.flite_voices:
-                    raise ConfigError(f"unknown voice {raw!r}: flite has {', '.join(self.flite_voices)}")
-            else:
-                lang, _, variant = name.partition("+")
-                if lang not in self.espeak_languages:
-                    raise ConfigError(f"unknown voice {raw!r}: espeak-ng has no language {lang!r}")
-                if variant and variant not in self.espeak_variants:
-                    raise ConfigError(f"unknown voice {raw!r}: espeak-ng has no variant {variant!r}")
-            out.append(Voice(engine, name))
-        if not out:
-            raise ConfigError("--voices names no voice")
-        return list(dict.fromkeys(out))
-
-
-# ---------------------------------------------------------------- near-miss negatives
-
-
-_DIGRAPHS = {"oʊ", "aɪ", "aʊ", "eɪ", "ɔɪ", "tʃ", "dʒ", "ɪə", "eə", "ʊə", "əʊ", "ɜː", "iː", "uː", "ɑː", "ɔː"}
-_IGNORED = set("ˈˌ.‿-_ ")
-
-
-def phonemes(words: Sequence[str]) -> list[tuple[str, ...]]:
-    """IPA phoneme tokens of each word (espeak-ng, en-us); letters when espeak-ng is missing."""
-    if not words:
-        return []
-    def ask(batch: Sequence[str]) -> list[str]:
-        r = _run([ESPEAK, "-q", "-x", "--ipa", "-v", "en-us"], "\n".join(w.replace("_", " ") for w in batch) + "\n")
-        return [ln for ln in r.stdout.splitlines() if ln.strip()]
-
-    try:
-        lines = ask(words)
-        if len(lines) != len(words):  # espeak-ng split or merged a line: ask word by word
-            lines = [" ".join(ask([w])) for w in words]
-    except TTSEngineError:
-        return [tuple(w) for w in words]
-    return [_tokens(ln) for ln in lines]
-
-
-def _tokens(ipa: str) -> tuple[str, ...]:
-    s = [c for c in ipa.strip() if c not in _IGNORED]
-    out: list[str] = []
-    i = 0
-    while i < len(s):
-        two = "".join(s[i:i + 2])
-        if two in _DIGRAPHS:
-            out.append(two)
-            i += 2
-        else:
-            out.append(s[i])
-            i += 1
-        while i < len(s) and s[i] in "ːʲʰ̃":
-            out[-1] += s[i]
-            i += 1
-    return tuple(out)
-
-
-def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
-_VOWEL_SPELLINGS = ("a", "e", "i", "o", "u", "oo", "ee", "ow", "ay", "oh", "aw", "ai", "oi", "ur", "ea")
-_ONSETS = ("b", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "y", "z",
-           "ch", "sh", "th", "st", "bl", "tr", "fr", "gr", "pl", "sl", "sn", "dr")
-_CODAS = ("s", "t", "d", "n", "k", "l", "er", "y", "ing")
-
-
-def spelling_variants(word: str) -> set[str]:
-    """Rule-made look-alikes of one word: new onset, no onset, other vowel, added/dropped coda."""
-    m = re.match(r"^([^aeiouy]*)([aeiouy]+)(.*)$", word)
-    if not m or not word.isalpha():
-        return set()
-    onset, vowel, rest = m.groups()
-    out = {c + vowel + rest for c in _ONSETS}
-    if onset:
-        out.add(vowel + rest)
-    out |= {onset + v + rest for v in _VOWEL_SPELLINGS}
-    out |= {word + c for c in _CODAS}
-    if len(word) > 2:
-        out.add(word[:-1])
-    out.discard(word)
-    return out
-
-
-def near_miss_candidates(word: str) -> set[str]:
-    """Spelling variants of a word or of a phrase's first/last word, plus the common words."""
-    parts = word.split()
-    cands: set[str] = set(COMMON_WORDS)
-    if len(parts) == 1:
-        cands |= spelling_variants(parts[0])
-    else:
-        cands |= {" ".join(parts[:-1] + [v]) for v in spelling_variants(parts[-1])}
-        cands |= {" ".join([v] + parts[1:]) for v in spelling_variants(parts[0])}
-    return cands
-
-
-def choose_negatives(keywords: Sequence[str], explicit: Sequence[str], near_misses: int,
-                     common: int, seed: int) -> dict[str, str]:
-    """Negative words -> why chosen: explicit ones, the single words of a phrase keyword, the
-    `near_misses` phonetically closest look-alikes of each keyword (real words first at equal
-    distance), and `common` other common words. Homophones of a keyword are never negatives (`ConfigError` when named explicitly)."""
-    rng = random.Random(f"{seed}|negatives")
-    kws = [" ".join(k.lower().split()) for k in keywords]
-    explicit = [" ".join(w.lower().split()) for w in explicit]
-    parts = {p for k in kws if " " in k for p in k.split()}
-    cand_by_kw = {k: sorted(near_miss_candidates(k) - set(kws)) for k in kws}
-    all_cands = sorted((set().union(*cand_by_kw.values()) | set(explicit) | set(COMMON_WORDS) | parts) - set(kws))
-    ph = dict(zip(kws + all_cands, phonemes(kws + all_cands)))
-    kw_ph = {k: ph[k] for k in kws}
-
-    def homophone_of(w: str) -> Optional[str]:
-        return next((k for k in kws if ph.get(w) == kw_ph[k] or w == k), None)
-
-    out: dict[str, str] = {}
-    for w in explicit:
-        h = homophone_of(w)
-        if h:
-            raise ConfigError(f"negative {w!r} sounds the same as keyword {h!r}")
-        out[w] = "explicit"
-    for k in kws:  # a wake phrase's single words are the hardest negatives of all
-        for part in k.split() if " " in k else ():
-            if part not in out and not homophone_of(part):
-                out[part] = f"part of {k}"
-    common_set = set(COMMON_WORDS)
-    for k in kws:
-        scored = []
-        for c in cand_by_kw[k]:
-            if homophone_of(c) or c in out:
-                continue
-            d = edit_distance(kw_ph[k], ph[c])
-            if 1 <= d <= max(1, (len(kw_ph[k]) + 1) // 2):
-                scored.append((d, c not in common_set, rng.random(), c))
-        seen = {kw_ph[x] for x in kws} | {ph[x] for x in out if x in ph}
-        taken = 0
-        for _, _, _, c in sorted(scored):
-            if taken >= near_misses:
-                break
-            if ph[c] in seen:
-                continue
-            seen.add(ph[c])
-            out[c] = f"near-miss of {k}"
-            taken += 1
-    pool = [w for w in COMMON_WORDS if w not in out and not homophone_of(w)
-            and min(edit_distance(kw_ph[k], ph[w]) for k in kws) >= 2]
-    for w in rng.sample(pool, min(common, len(pool))):
-        out[w] = "common word"
-    return out
-
-
 # ---------------------------------------------------------------- rendering
 
 
@@ -494,15 +172,15 @@ def _tts(voice: Voice, text: str, params: dict, out: Path) -> None:
     if voice.engine == ESPEAK:
         cmd = [ESPEAK, "-v", voice.name, "-s", str(params.get("speed_wpm", 160)),
                "-p", str(params.get("pitch", 50)), "-w", str(out), "--stdin"]
-        r = _run(cmd, text)
+        r = run_tool(cmd, text)
     else:
         txt = out.with_suffix(".txt")
         txt.write_text(text + "\n")
         cmd = [FLITE, "-voice", voice.name, "--setf", f"duration_stretch={params.get('stretch', 1.0)}",
                "-f", str(txt), "-o", str(out)]
-        r = _run(cmd)
+        r = run_tool(cmd)
     if r.returncode != 0 or not out.exists() or out.stat().st_size <= 44:
-        raise TTSEngineError(f"{voice.spec} could not say {text[:40]!r}: {_first_line(r.stderr) or 'no audio'}")
+        raise TTSEngineError(f"{voice.spec} could not say {text[:40]!r}: {first_line(r.stderr) or 'no audio'}")
 
 
 def _sox(src: Path, dst: Path, rate: int, params: dict, tempo: float, trim: bool) -> np.ndarray:
@@ -514,9 +192,9 @@ def _sox(src: Path, dst: Path, rate: int, params: dict, tempo: float, trim: bool
     if trim:
         cmd += ["silence", "1", "0.005", "-55d", "reverse", "silence", "1", "0.005", "-55d", "reverse"]
     cmd += ["gain", "-n", str(params["peak_dbfs"])]
-    r = _run(cmd)
+    r = run_tool(cmd)
     if r.returncode != 0:
-        raise TTSEngineError(f"sox failed on {src.name}: {_first_line(r.stderr)}")
+        raise TTSEngineError(f"sox failed on {src.name}: {first_line(r.stderr)}")
     return read_wav_native(dst)[0]
 
 
@@ -635,7 +313,7 @@ def engine_versions() -> dict[str, str]:
     out = {}
     for name, cmd in ((ESPEAK, [ESPEAK, "--version"]), (FLITE, [FLITE, "--version"]), ("sox", ["sox", "--version"])):
         try:
-            out[name] = _first_line(_run(cmd, timeout=10).stdout)
+            out[name] = first_line(run_tool(cmd, timeout=10).stdout)
         except TTSEngineError as exc:
             out[name] = str(exc)
     return out

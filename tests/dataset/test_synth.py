@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from keywire.agent.errors import ConfigError
-from keywire.training import synth
+from keywire.training import synth, synth_negatives
 from keywire.training.synth_words import PASSAGES
 
 VOICES = "en-us,en-gb+f3,en-gb-scotland+m3,flite:slt,flite:kal16"
@@ -109,15 +109,15 @@ def test_same_seed_same_bytes_other_seed_other_clips(dataset, tmp_path):
 
 
 def test_near_miss_rules():
-    neg = synth.choose_negatives(["on"], [], near_misses=4, common=0, seed=0)
+    neg = synth_negatives.choose_negatives(["on"], [], near_misses=4, common=0, seed=0)
     assert len(neg) == 4 and set(neg) & {"an", "in", "own", "gone"}
-    ph = dict(zip(["on"] + list(neg), synth.phonemes(["on"] + list(neg))))
-    assert all(synth.edit_distance(ph["on"], ph[w]) == 1 for w in neg)
-    no = synth.choose_negatives(["no"], [], near_misses=30, common=50, seed=0)
+    ph = dict(zip(["on"] + list(neg), synth_negatives.phonemes(["on"] + list(neg))))
+    assert all(synth_negatives.edit_distance(ph["on"], ph[w]) == 1 for w in neg)
+    no = synth_negatives.choose_negatives(["no"], [], near_misses=30, common=50, seed=0)
     assert "know" not in no  # a homophone is the keyword, never a negative
     with pytest.raises(ConfigError, match="'know' sounds the same as keyword 'no'"):
-        synth.choose_negatives(["no"], ["know"], near_misses=0, common=0, seed=0)
-    phrase = synth.choose_negatives(["hey wire"], [], near_misses=3, common=0, seed=0)
+        synth_negatives.choose_negatives(["no"], ["know"], near_misses=0, common=0, seed=0)
+    phrase = synth_negatives.choose_negatives(["hey wire"], [], near_misses=3, common=0, seed=0)
     assert phrase["hey"] == phrase["wire"] == "part of hey wire"
     assert sum(r == "near-miss of hey wire" for r in phrase.values()) == 3
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from keywire.agent.model import KeywordModel
+from keywire.training import score_trace as sct
 from keywire.training import stream_eval as se
 from keywire.training import streams as st
 from keywire.training.streams import Occurrence
@@ -53,8 +54,8 @@ def test_vectorised_averaging_equals_the_agent_detector(traces):
     for tr in [bg[0], pos["snr20"][0]]:
         assert len(tr.times_ms) > 100
         for window, count in [(1000, 3), (500, 1), (750, 2), (300, 0)]:
-            a = se.averaged_top(tr, window, count)
-            b = se._averaged_top_by_detector(tr, window, count)
+            a = sct.averaged_top(tr, window, count)
+            b = sct._averaged_top_by_detector(tr, window, count)
             assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
@@ -69,8 +70,8 @@ def test_fast_events_equal_the_agent_detector_replay(traces):
     n_events = 0
     for tr in [bg[0], pos["snr20"][0], pos["snr0"][0]]:
         for s in settings:
-            fast = se.detect_events(tr, model.classes, s)
-            assert fast == se.replay(tr, model.classes, s)
+            fast = sct.detect_events(tr, model.classes, s)
+            assert fast == sct.replay(tr, model.classes, s)
             n_events += len(fast)
     assert n_events > 5  # the comparison covered real detections
 
@@ -78,9 +79,9 @@ def test_fast_events_equal_the_agent_detector_replay(traces):
 def test_sweep_on_merged_traces_equals_detector_replay_per_stream(traces):
     model, _, bg, pos = traces
     all_traces = list(bg) + list(pos["snr20"]) + list(pos["snr0"])
-    merged = se.merge_traces(all_traces)
+    merged = sct.merge_traces(all_traces)
     base = model.detection
-    avg = se.averaged_top(merged, base.average_window_duration_ms, base.minimum_count)
+    avg = sct.averaged_top(merged, base.average_window_duration_ms, base.minimum_count)
     for k in (0, 1):
         det = se.sweep_keyword(merged, model.classes, k, base.suppression_ms, avg, thresholds=[0, 100, 160, 220])
         for p in det:
@@ -93,13 +94,13 @@ def test_sweep_on_merged_traces_equals_detector_replay_per_stream(traces):
         assert frrs == sorted(frrs)  # a higher threshold never finds more
 
 
-def _peaks(trace: se.ScoreTrace, k: int, spans_ms: list) -> np.ndarray:
+def _peaks(trace: sct.ScoreTrace, k: int, spans_ms: list) -> np.ndarray:
     """The highest score of class `k` within each (start, end) span of `trace`."""
     return np.array([trace.scores[(trace.times_ms >= a) & (trace.times_ms <= b), k].max(initial=0)
                      for a, b in spans_ms])
 
 
-def _windows(trace: se.ScoreTrace, ms: int) -> list:
+def _windows(trace: sct.ScoreTrace, ms: int) -> list:
     """Back-to-back (start, end) spans of `ms` covering the audio of `trace`."""
     return [(t, t + ms) for t in range(0, int(trace.duration_s * 1000) - ms, ms)]
 
@@ -133,7 +134,7 @@ def test_tiny_model_streaming_report(traces, small_plan):
     # tells yes from no in a stream, and whether it tops _unknown_ varies with the machine it was
     # trained on, so neither the class nor the sweep's recall is asserted; the stream truth is
     # checked against the audio in test_streams.py and MLTK's model on streams in test_mltk_streams.py.
-    merged_pos = se.merge_traces(pos["snr20"])
+    merged_pos = sct.merge_traces(pos["snr20"])
     above = 0
     for k, kw in enumerate(("yes", "no")):
         at_keyword = _peaks(merged_pos, k, [(o.start_s * 1000, o.end_s * 1000 + 1000)
@@ -157,11 +158,11 @@ def test_false_accepts_are_attributed_to_background_sources(traces, sc_folder, b
     pool = st.BackgroundPool(files + spoken, weights=[1.0] * len(files) + [3.0] * len(spoken))
     [stream] = st.build_background_streams(pool, 60 / 3600, st.StreamConfig(seed=5, stream_s=60.0,
                                                                             background_dbfs=-20.0))
-    trace = se.collect_scores(model, stream)
+    trace = sct.collect_scores(model, stream)
     loose = model.detection.replace(average_window_duration_ms=0, minimum_count=0, detection_threshold=0,
                                     suppression_ms=0)
     sources = se.false_accept_sources(trace, stream, model.classes, loose)
-    events = se.detect_events(trace, model.classes, loose)
+    events = sct.detect_events(trace, model.classes, loose)
     assert events, "the loose settings fire on spoken keywords"
     assert sum(n for kw in sources.values() for n in kw.values()) == len(events)
     known = {src for _, _, src in stream.segments}
