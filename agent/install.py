@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Tuple
 
-from .errors import KeywireError
+from keywire.protocol.errors import ExitCode, KeywireError
 
 UNIT_NAME = "keywire-agent.service"
 DEFAULT_EXEC = "/usr/local/bin/keywire-agent"
@@ -37,7 +37,7 @@ PRIVATE_TMP_PREFIXES = ("/tmp/", "/var/tmp/")
 class ServiceInstallError(KeywireError):
     """The service cannot be installed or removed (permissions, paths hidden by the sandbox)."""
 
-    exit_code = 5
+    exit_code = ExitCode.SERVICE
 
 
 @dataclass(frozen=True)

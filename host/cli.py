@@ -1,8 +1,10 @@
 """`keywire`: the host command line (Typer).
 
-Commands are thin: options in, one engine call, `KeywireError` -> one line on stderr and its
-exit code (traceback only with --debug). Each area registers its commands from its own
-module; TensorFlow is imported only inside the commands that train or convert.
+Commands are thin: options in, one engine call. They raise; `main` is the one place where an
+expected failure (`KeywireError`, a file that cannot be read or written, a malformed TOML
+file) becomes one line on stderr and an exit code from `keywire.protocol.errors.ExitCode`
+(the traceback instead with --debug, for every command). Each area registers its commands
+from its own module; TensorFlow is imported only inside the commands that train or convert.
 """
 from __future__ import annotations
 
@@ -11,8 +13,13 @@ from typing import Optional
 
 import typer
 
-from keywire.agent.errors import KeywireError
+from keywire.protocol.errors import ExitCode, KeywireError, describe_os_error
 from keywire.protocol.text import printable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 app = typer.Typer(name="keywire", help="keywire: keyword spotting for fleets of small devices.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -23,12 +30,6 @@ _state = {"debug": False}
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.", envvar="KEYWIRE_DEBUG")) -> None:
     _state["debug"] = debug
-
-
-def fail(exc: KeywireError) -> "typer.Exit":
-    """Report a domain error as one line and return the Exit to raise."""
-    typer.echo(f"keywire: error: {printable(exc, 1000)}", err=True)
-    return typer.Exit(exc.exit_code)
 
 
 def debug_enabled() -> bool:
@@ -53,15 +54,28 @@ def _register() -> None:
 _register()
 
 
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one line and exit code for an expected failure."""
+    if isinstance(exc, KeywireError):
+        return str(exc), int(exc.exit_code)
+    if isinstance(exc, OSError):
+        return describe_os_error(exc), ExitCode.FILE
+    return f"invalid TOML: {exc}", ExitCode.CONFIG
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """Console-script entry: click handles usage errors (exit 2); domain errors exit here."""
+    """Console-script entry: click handles usage errors (exit 2); every other expected failure
+    is reported here, once for all commands."""
     try:
         app(args=argv)
-    except KeywireError as exc:
+    except (KeywireError, OSError, tomllib.TOMLDecodeError) as exc:
         if _state["debug"]:
             raise
-        typer.echo(f"keywire: error: {printable(exc, 1000)}", err=True)
-        return exc.exit_code
+        message, code = error_line(exc)
+        typer.echo(f"keywire: error: {printable(message, 1000)}", err=True)
+        return code
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
     return 0
 
 

@@ -12,20 +12,12 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from keywire.agent.errors import ConfigError, KeywireError
+from keywire.protocol.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
     app.command("board-emulator")(board_emulator)
     app.command("board-push")(board_push)
-
-
-def _fail(exc: KeywireError) -> typer.Exit:
-    from .cli import debug_enabled, fail
-
-    if debug_enabled():
-        raise exc
-    return fail(exc)
 
 
 def board_emulator(
@@ -50,24 +42,21 @@ def board_emulator(
     from keywire.agent.board import messages as m
     from keywire.agent.board.emulator import BoardEmulator, EmulatorConfig, Faults
 
-    try:
-        if mode not in ("detect", "stream"):
-            raise ConfigError(f"--mode must be detect or stream, got {mode!r}")
-        for name, rate in (("--bit-flip-rate", bit_flip_rate), ("--drop-rate", drop_rate)):
-            if not 0.0 <= rate <= 1.0:
-                raise ConfigError(f"{name} must be between 0 and 1, got {rate}")
-        if baud <= 0 or flash_kb <= 0:
-            raise ConfigError("--baud and --flash-kb must be positive")
-        faults = Faults(garbage_per_s=garbage_per_s, bit_flip_rate=bit_flip_rate, drop_rate=drop_rate,
-                        reset_at_s=tuple(reset_at or ()), disconnect_at_s=tuple(disconnect_at or ()),
-                        disconnect_s=disconnect_s, seed=seed)
-        cfg = EmulatorConfig(audio=audio, model=model, mode=m.Mode.STREAM if mode == "stream" else m.Mode.DETECT,
-                             baud=baud, board_id=board_id, flash_capacity=flash_kb * 1024, faults=faults,
-                             port_link=port_link, loop=loop, tail_s=tail_s)
-        emu = BoardEmulator(cfg)
-        port = emu.open()
-    except KeywireError as exc:
-        raise _fail(exc) from None
+    if mode not in ("detect", "stream"):
+        raise ConfigError(f"--mode must be detect or stream, got {mode!r}")
+    for name, rate in (("--bit-flip-rate", bit_flip_rate), ("--drop-rate", drop_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"{name} must be between 0 and 1, got {rate}")
+    if baud <= 0 or flash_kb <= 0:
+        raise ConfigError("--baud and --flash-kb must be positive")
+    faults = Faults(garbage_per_s=garbage_per_s, bit_flip_rate=bit_flip_rate, drop_rate=drop_rate,
+                    reset_at_s=tuple(reset_at or ()), disconnect_at_s=tuple(disconnect_at or ()),
+                    disconnect_s=disconnect_s, seed=seed)
+    cfg = EmulatorConfig(audio=audio, model=model, mode=m.Mode.STREAM if mode == "stream" else m.Mode.DETECT,
+                         baud=baud, board_id=board_id, flash_capacity=flash_kb * 1024, faults=faults,
+                         port_link=port_link, loop=loop, tail_s=tail_s)
+    emu = BoardEmulator(cfg)
+    port = emu.open()
     typer.echo(str(port))
     sys.stdout.flush()
     stop = threading.Event()
@@ -75,8 +64,6 @@ def board_emulator(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         stats = emu.run(stop)
-    except KeywireError as exc:
-        raise _fail(exc) from None
     finally:
         emu.close()
     typer.echo(json.dumps({"emulator": asdict(stats)}))
@@ -96,20 +83,14 @@ def board_push(
 
     # The link logs the board's ERROR frames; the command reports the outcome in one line.
     logging.basicConfig(level=logging.DEBUG if debug_enabled() else logging.CRITICAL)
+    data = model.read_bytes()
+    link = BoardLink(BoardSpec.parse(board)).start()
     try:
-        data = model.read_bytes()
-    except OSError as exc:
-        raise _fail(ConfigError(f"cannot read model {model}: {exc.strerror}")) from None
-    try:
-        link = BoardLink(BoardSpec.parse(board)).start()
-        try:
-            if not link.wait_connected(timeout_s):
-                raise m.BoardError(f"no board answered on {link.spec.port} within {timeout_s:g} s")
-            hello = link.push_model(data)
-        finally:
-            link.close()
-    except KeywireError as exc:
-        raise _fail(exc) from None
+        if not link.wait_connected(timeout_s):
+            raise m.BoardError(f"no board answered on {link.spec.port} within {timeout_s:g} s")
+        hello = link.push_model(data)
+    finally:
+        link.close()
     typer.echo(f"board {printable(hello.board_id, 64)}: model '{printable(hello.model_name, 64)}' active "
                f"({hello.model_size} bytes, "
                f"crc32 {hello.model_crc32:08x})")

@@ -1,7 +1,7 @@
 """`keywire dataset ...`: get training data, real (Speech Commands) or synthetic (TTS).
 
 Thin commands: options in, one engine call (`keywire.training.download`,
-`keywire.training.synth`), `KeywireError` -> one line on stderr and its exit code.
+`keywire.training.synth`); failures are reported by `keywire.host.cli.main`.
 No TensorFlow is imported.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from keywire.agent.errors import ConfigError, KeywireError
+from keywire.protocol.errors import ConfigError
 
 dataset_app = typer.Typer(name="dataset", help="Download Speech Commands or synthesize keyword datasets.",
                           no_args_is_help=True)
@@ -23,17 +23,8 @@ class Archive(str, Enum):
     speech_commands = "speech-commands"
 
 
-def _fail(exc: KeywireError) -> typer.Exit:
-    from . import cli
-
-    if cli.debug_enabled():
-        raise exc
-    return cli.fail(exc)
-
-
 class _ByteProgress:
     """A stderr progress bar for a transfer whose total may be unknown."""
-
     def __init__(self, label: str, quiet: bool) -> None:
         self.label, self.quiet = label, quiet
         self.bar = None
@@ -83,10 +74,8 @@ def download(
         spec = DownloadSpec(url=url or info.url, sha256=sha256 or info.sha256, dest=dest,
                             size=None if url else info.size, keep_archive=keep_archive, retries=retries)
         result = fetch(spec, progress)
-    except KeywireError as exc:
+    finally:
         progress.close()
-        raise _fail(exc) from None
-    progress.close()
     if result.status == "present":
         typer.echo(f"{dest}: already downloaded and verified", err=True)
     else:
@@ -136,12 +125,9 @@ def synth(
             state["shown"] = done
 
         report = synthesize_dataset(config, progress)
-    except KeywireError as exc:
+    finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-        raise _fail(exc) from None
-    if bar is not None:
-        bar.__exit__(None, None, None)
     for f in report.failures[:5]:
         typer.echo(f"warning: {f}", err=True)
     typer.echo(report.summary())
@@ -165,25 +151,19 @@ def passages(
     from keywire.training.synth_words import PASSAGES
     from keywire.training.synth_words import word_salad as salad
 
-    try:
-        texts: tuple[str, ...] = PASSAGES
-        if word_salad < 0:
-            raise ConfigError(f"--word-salad must be >= 0, got {word_salad}")
-        if word_salad and text_file is not None:
-            raise ConfigError("--word-salad and --text-file exclude each other")
-        if word_salad:
-            texts = salad(word_salad, seed)
-        if text_file is not None:
-            try:
-                raw = text_file.read_text()
-            except OSError as exc:
-                raise ConfigError(f"--text-file {text_file}: {exc.strerror}") from None
-            texts = tuple(" ".join(p.split()) for p in raw.split("\n\n") if p.strip())
-        result = synthesize_passages(out, texts, tuple(v.strip() for v in voices.split(",") if v.strip()),
-                                     seed=seed, rate=rate,
-                                     forbidden=tuple(w.strip() for w in forbid.split(",") if w.strip()))
-    except KeywireError as exc:
-        raise _fail(exc) from None
+    texts: tuple[str, ...] = PASSAGES
+    if word_salad < 0:
+        raise ConfigError(f"--word-salad must be >= 0, got {word_salad}")
+    if word_salad and text_file is not None:
+        raise ConfigError("--word-salad and --text-file exclude each other")
+    if word_salad:
+        texts = salad(word_salad, seed)
+    if text_file is not None:
+        raw = text_file.read_text()
+        texts = tuple(" ".join(p.split()) for p in raw.split("\n\n") if p.strip())
+    result = synthesize_passages(out, texts, tuple(v.strip() for v in voices.split(",") if v.strip()),
+                                 seed=seed, rate=rate,
+                                 forbidden=tuple(w.strip() for w in forbid.split(",") if w.strip()))
     typer.echo(f"{out}: {result.seconds:.1f} s, {len(result.segments)} passages")
 
 

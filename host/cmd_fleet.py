@@ -10,7 +10,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from keywire.agent.errors import KeywireError
+from keywire.protocol.detection import LIMITS
+from keywire.protocol.errors import ConfigError, ExitCode
 from keywire.protocol.text import printable
 
 keys_app = typer.Typer(help="Ed25519 keys that sign pushed models.", no_args_is_help=True)
@@ -29,12 +30,17 @@ Password = Annotated[Optional[str], typer.Option("--password", help="Broker pass
 Protocol = Annotated[str, typer.Option("--protocol", help="MQTT protocol: 3.1.1 or 5.")]
 
 
+def _detection_help(name: str) -> str:
+    lim = LIMITS[name]
+    return f"set_detection: {lim.meaning}; {lim.low:g}..{lim.high:g} ({name})."
+
+
 def _settings(url: str, client: str, ca: Optional[Path], cert: Optional[Path], cert_key: Optional[Path],
               username: Optional[str], password: Optional[str], protocol: str):
     import os
     import uuid
 
-    from keywire.agent.fleet.link import MqttSettings
+    from keywire.protocol.mqtt_link import MqttSettings
 
     return MqttSettings(url=url, client_id=f"keywire-{client}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
                         username=username or "", password=password or "", ca=str(ca or ""), cert=str(cert or ""),
@@ -59,10 +65,8 @@ def push(
     protocol: Protocol = "3.1.1",
 ) -> None:
     """Sign MODEL and push it to devices; exit 0 only when every target reports it active."""
-    from keywire.agent.fleet.signing import load_private_key
-    from keywire.agent.errors import ModelError
+    from keywire.protocol.signing import load_private_key
 
-    from . import cli
     from .push import PushEngine, PushOptions, PushTarget
 
     def show(d) -> None:
@@ -71,17 +75,11 @@ def push(
             reason = f" - {printable(d.reason)}" if d.reason else ""
             typer.echo(f"{printable(d.device_id, 64)}: {printable(d.state, 32)}{extra}{reason}", err=True)
 
-    try:
-        try:
-            data = model.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"cannot read model {model}: {exc.strerror}") from None
-        engine = PushEngine(_settings(mqtt, "push", ca, cert, cert_key, username, password, protocol), fleet,
-                            load_private_key(key), on_update=show)
-        result = engine.push(data, PushTarget(tuple(device or ()), group or "", all_devices),
-                             PushOptions(chunk_size=chunk_size, canary=canary, wait_s=wait, version=version))
-    except KeywireError as exc:
-        raise cli.fail(exc) from None
+    data = model.read_bytes()
+    engine = PushEngine(_settings(mqtt, "push", ca, cert, cert_key, username, password, protocol), fleet,
+                        load_private_key(key), on_update=show)
+    result = engine.push(data, PushTarget(tuple(device or ()), group or "", all_devices),
+                         PushOptions(chunk_size=chunk_size, canary=canary, wait_s=wait, version=version))
     m = result.manifest
     if as_json:
         typer.echo(json.dumps({"ok": result.ok, "model": m.name, "version": m.version, "sha256": m.sha256,
@@ -97,7 +95,7 @@ def push(
             typer.echo(f"FAILED {printable(p.device_id, 64)}: {printable(p.state, 32)}: "
                        f"{printable(p.reason) or 'no reason given'}")
     if not result.ok:
-        raise typer.Exit(6)
+        raise typer.Exit(ExitCode.DEVICES_FAILED)
 
 
 @keys_app.command("generate")
@@ -106,14 +104,9 @@ def keys_generate(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing key pair.")] = False,
 ) -> None:
     """Create an Ed25519 key pair: keep signing.key on the host, copy signing.pub to devices."""
-    from keywire.agent.fleet.signing import generate_keys, key_id, load_public_key
+    from keywire.protocol.signing import generate_keys, key_id, load_public_key
 
-    from . import cli
-
-    try:
-        priv, pub = generate_keys(directory, overwrite=force)
-    except KeywireError as exc:
-        raise cli.fail(exc) from None
+    priv, pub = generate_keys(directory, overwrite=force)
     typer.echo(f"wrote {priv} (keep secret) and {pub} (key id {key_id(load_public_key(pub))})")
 
 
@@ -125,13 +118,9 @@ def fleet_status_cmd(
     protocol: Protocol = "3.1.1",
 ) -> None:
     """Every device: online, model, version, last seen, detections per hour."""
-    from . import cli
     from .fleet_view import fleet_status, format_rows
 
-    try:
-        rows = fleet_status(_settings(mqtt, "status", ca, cert, cert_key, username, password, protocol), fleet)
-    except KeywireError as exc:
-        raise cli.fail(exc) from None
+    rows = fleet_status(_settings(mqtt, "status", ca, cert, cert_key, username, password, protocol), fleet)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in rows], indent=1))
     else:
@@ -147,14 +136,10 @@ def fleet_prune(
     protocol: Protocol = "3.1.1",
 ) -> None:
     """Clear retained model chunks that no desired manifest names (not while a push runs)."""
-    from . import cli
     from .prune import prune_chunks
 
-    try:
-        r = prune_chunks(_settings(mqtt, "prune", ca, cert, cert_key, username, password, protocol), fleet,
-                         dry_run=dry_run)
-    except KeywireError as exc:
-        raise cli.fail(exc) from None
+    r = prune_chunks(_settings(mqtt, "prune", ca, cert, cert_key, username, password, protocol), fleet,
+                     dry_run=dry_run)
     if as_json:
         typer.echo(json.dumps(r.to_dict(), indent=1))
         return
@@ -172,32 +157,38 @@ def fleet_command(
     action: Annotated[str, typer.Argument(help="reload | set_detection | rollback | status")],
     mqtt: Mqtt, fleet: Fleet,
     device: Annotated[str, typer.Option("--device", help="Device id.")],
-    threshold: Annotated[Optional[int], typer.Option("--threshold", help="set_detection: threshold 0-255.")] = None,
-    window_ms: Annotated[Optional[int], typer.Option("--window-ms", help="set_detection: averaging window.")] = None,
-    suppression_ms: Annotated[Optional[int], typer.Option("--suppression-ms", help="set_detection: suppression.")] = None,
-    minimum_count: Annotated[Optional[int], typer.Option("--minimum-count", help="set_detection: results needed.")] = None,
+    threshold: Annotated[Optional[str], typer.Option("--threshold", help=_detection_help("detection_threshold"))] = None,
+    threshold_list: Annotated[Optional[str], typer.Option("--threshold-list",
+                                                          help=_detection_help("detection_threshold_list"))] = None,
+    window_ms: Annotated[Optional[str], typer.Option("--window-ms", help=_detection_help("average_window_duration_ms"))] = None,
+    suppression_ms: Annotated[Optional[str], typer.Option("--suppression-ms", help=_detection_help("suppression_ms"))] = None,
+    minimum_count: Annotated[Optional[str], typer.Option("--minimum-count", help=_detection_help("minimum_count"))] = None,
+    latency_ms: Annotated[Optional[str], typer.Option("--latency-ms", help=_detection_help("latency_ms"))] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the device's reply.")] = 10.0,
     ca: Ca = None, cert: Cert = None, cert_key: CertKey = None, username: User = None, password: Password = None,
     protocol: Protocol = "3.1.1",
 ) -> None:
-    """Send a remote command to one device and print its reply (exit 0 only if it succeeded)."""
-    from keywire.agent.errors import ConfigError
+    """Send a remote command to one device and print its reply (exit 0 only if it succeeded).
+    set_detection values are checked against the detection table before they are sent."""
+    from keywire.protocol.detection import check_values
+    from keywire.protocol.messages import COMMAND_ACTIONS
 
-    from . import cli
     from .fleet_view import send_command
 
-    detection = {k: v for k, v in (("detection_threshold", threshold), ("average_window_duration_ms", window_ms),
-                                   ("suppression_ms", suppression_ms), ("minimum_count", minimum_count)) if v is not None}
-    try:
-        if action not in ("reload", "set_detection", "rollback", "status"):
-            raise ConfigError(f"unknown command {action!r} (reload, set_detection, rollback, status)")
-        reply = send_command(_settings(mqtt, "command", ca, cert, cert_key, username, password, protocol), fleet,
-                             device, action, detection, timeout)
-    except KeywireError as exc:
-        raise cli.fail(exc) from None
+    given = {"detection_threshold": threshold, "detection_threshold_list": threshold_list,
+             "average_window_duration_ms": window_ms, "suppression_ms": suppression_ms,
+             "minimum_count": minimum_count, "latency_ms": latency_ms}
+    detection = check_values({k: v for k, v in given.items() if v is not None}, ConfigError)
+    detection = {k: list(v) if isinstance(v, tuple) else v for k, v in detection.items()}
+    if action not in COMMAND_ACTIONS:
+        raise ConfigError(f"unknown command {action!r} ({', '.join(COMMAND_ACTIONS)})")
+    if action == "set_detection" and not detection:
+        raise ConfigError("set_detection needs at least one setting (--threshold, --window-ms, ...)")
+    reply = send_command(_settings(mqtt, "command", ca, cert, cert_key, username, password, protocol), fleet,
+                         device, action, detection, timeout)
     typer.echo(f"{device}: {action}: {'ok' if reply.ok else 'FAILED: ' + printable(reply.reason)}")
     if not reply.ok:
-        raise typer.Exit(6)
+        raise typer.Exit(ExitCode.DEVICES_FAILED)
 
 
 def watch(
@@ -208,7 +199,6 @@ def watch(
     protocol: Protocol = "3.1.1",
 ) -> None:
     """Live detections of the whole fleet, one line each."""
-    from . import cli
     from .fleet_view import Watcher, format_detection
 
     done = threading.Event()
@@ -222,10 +212,7 @@ def watch(
         if count and seen[0] >= count:
             done.set()
 
-    try:
-        w = Watcher(_settings(mqtt, "watch", ca, cert, cert_key, username, password, protocol), fleet, show).start()
-    except KeywireError as exc:
-        raise cli.fail(exc) from None
+    w = Watcher(_settings(mqtt, "watch", ca, cert, cert_key, username, password, protocol), fleet, show).start()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         while not done.wait(0.2):

@@ -9,7 +9,7 @@ from typing import Annotated, List
 import numpy as np
 import typer
 
-from keywire.agent.errors import KeywireError
+from keywire.protocol.errors import ConfigError
 
 
 class FeatureDtype(str, Enum):
@@ -20,18 +20,20 @@ class FeatureDtype(str, Enum):
 def features(
     wavs: Annotated[List[Path], typer.Argument(help="WAV clips (PCM or float, any rate and channel count; read as mono at the model's rate).")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Model whose fe.* settings define the frontend.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the [N, frames, channels] .npy.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the [N, frames, channels] .npy "
+                                                              "(an existing folder: features.npy inside it).")],
     dtype: Annotated[FeatureDtype, typer.Option(help="uint16 frontend output or the int8 model input.")] = FeatureDtype.uint16,
 ) -> None:
     """Write the model-input features of each clip (trimmed or zero-padded to fe.sample_length_ms)."""
-    from . import cli
-
-    try:
-        stacked = compute_clip_features(wavs, model, dtype.value)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        np.save(output, stacked)
-    except KeywireError as exc:
-        raise cli.fail(exc) from None
+    stacked = compute_clip_features(wavs, model, dtype.value)
+    if output.is_dir():
+        output = output / "features.npy"
+    elif output.suffix != ".npy":
+        output = output.with_name(output.name + ".npy")  # the name np.save would give it, said as written
+    if output.parent.exists() and not output.parent.is_dir():
+        raise ConfigError(f"--output {output}: {output.parent} is not a directory")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.save(output, stacked)
     typer.echo(f"wrote {output} {list(stacked.shape)} {stacked.dtype}", err=True)
 
 
@@ -58,13 +60,9 @@ def summarize(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Ops, tensor shapes, MACs, size and embedded parameters of a model (like `mltk summarize`)."""
-    from . import cli
     from .summary import summarize as summarize_model
 
-    try:
-        s = summarize_model(model)
-    except KeywireError as exc:
-        raise cli.fail(exc) from None
+    s = summarize_model(model)
     typer.echo(json.dumps(s.to_dict(), indent=2) if as_json else s.to_text())
 
 

@@ -7,10 +7,10 @@ import threading
 import time
 from typing import Callable, Optional
 
-from keywire.agent.fleet.errors import FleetError, MessageError
-from keywire.agent.fleet.link import MqttLink, MqttSettings
-from keywire.agent.fleet.messages import Progress, Reply, Status, Telemetry
-from keywire.agent.fleet.topics import FleetTopics
+from keywire.protocol.errors import FleetError, MessageError
+from keywire.protocol.mqtt_link import MqttLink, MqttSettings
+from keywire.protocol.messages import Progress, Reply, Status, Telemetry
+from keywire.protocol.topics import FleetTopics
 
 
 class FleetClient:

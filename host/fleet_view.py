@@ -10,11 +10,11 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
-from keywire.agent.events import Detection
-from keywire.agent.fleet.errors import FleetError
-from keywire.agent.fleet.link import MqttSettings
-from keywire.agent.fleet.messages import Command, Reply
-from keywire.agent.fleet.topics import check_name
+from keywire.protocol.messages import Detection
+from keywire.protocol.errors import FleetError
+from keywire.protocol.mqtt_link import MqttSettings
+from keywire.protocol.messages import Command, Reply
+from keywire.protocol.topics import check_name
 from keywire.protocol.text import printable
 
 from .fleet_client import FleetClient

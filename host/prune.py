@@ -13,10 +13,10 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-from keywire.agent.fleet.errors import MessageError
-from keywire.agent.fleet.link import MqttSettings
-from keywire.agent.fleet.manifest import Manifest
-from keywire.agent.fleet.topics import FleetTopics
+from keywire.protocol.errors import MessageError
+from keywire.protocol.mqtt_link import MqttSettings
+from keywire.protocol.manifest import Manifest
+from keywire.protocol.topics import FleetTopics
 
 from .fleet_client import FleetClient
 

@@ -18,12 +18,12 @@ from typing import Callable, Optional
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from keywire.agent.errors import ConfigError
-from keywire.agent.fleet.errors import FleetError
-from keywire.agent.fleet.link import MqttSettings
-from keywire.agent.fleet.manifest import DEFAULT_CHUNK_SIZE, Manifest, build_manifest, split
-from keywire.agent.fleet.messages import ACTIVE, FINAL_STATES, REJECTED, ROLLED_BACK, Progress, Status
-from keywire.agent.fleet.topics import check_name
+from keywire.protocol.errors import ConfigError
+from keywire.protocol.errors import FleetError
+from keywire.protocol.mqtt_link import MqttSettings
+from keywire.protocol.manifest import DEFAULT_CHUNK_SIZE, Manifest, build_manifest, split
+from keywire.protocol.messages import ACTIVE, FINAL_STATES, REJECTED, ROLLED_BACK, Progress, Status
+from keywire.protocol.topics import check_name
 
 from .fleet_client import FleetClient
 

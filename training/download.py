@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Optional
 
-from keywire.agent.errors import ConfigError, KeywireError
+from keywire.protocol.errors import ConfigError, ExitCode, KeywireError
 
 MARKER = ".keywire-dataset.json"
 DOWNLOAD_DIR = ".download"
@@ -30,7 +30,7 @@ ProgressFn = Callable[[int, Optional[int]], None]
 class DownloadError(KeywireError):
     """A transfer failed, was cut short, or produced a file whose checksum is wrong."""
 
-    exit_code = 6
+    exit_code = ExitCode.DOWNLOAD
 
 
 class ChecksumError(DownloadError):

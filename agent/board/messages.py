@@ -12,14 +12,14 @@ from typing import ClassVar, Tuple, Type
 
 import numpy as np
 
-from ..errors import KeywireError
+from keywire.protocol.errors import ExitCode, KeywireError
 from .frame import MAX_PAYLOAD, PROTOCOL_VERSION, RawFrame, encode_frame
 
 
 class BoardError(KeywireError):
     """The board link or the board refused or failed an operation."""
 
-    exit_code = 5
+    exit_code = ExitCode.BOARD
 
 
 class ProtocolError(BoardError):

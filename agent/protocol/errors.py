@@ -72,20 +72,8 @@ class ModelRejected(FleetError):
     """A pushed model was refused by a device (reason in the message)."""
 
 
-class BoardError(KeywireError):
-    """The board link failed or the board answered outside the protocol."""
-
-    exit_code = ExitCode.BOARD
-
-
-class ServiceError(KeywireError):
-    """Installing, enabling or controlling the systemd service failed."""
-
-    exit_code = ExitCode.SERVICE
-
-
 class FileAccessError(KeywireError):
-    """A file or directory named by the user cannot be read or written."""
+    """A file or directory named by the user cannot be read or written (or is in use)."""
 
     exit_code = ExitCode.FILE
 

@@ -46,9 +46,12 @@ class FrontendSettings:
     activity_detection_arm_threshold: float = 0.75
     activity_detection_trip_threshold: float = 0.8
     fft_length: int = 0
-    # keywire extension (not an MLTK key): "microfrontend" (MLTK/TFLM) or "mfcc".
+    # keywire extension (not an MLTK key): "microfrontend" (MLTK/TFLM), "mfcc" or
+    # "speech_embedding" (96-d speech embeddings; the head was trained on the embedding
+    # model whose sha256 is `embedding_sha256`).
     frontend_type: str = "microfrontend"
     mfcc_n_coefficients: int = 13
+    embedding_sha256: str = ""
 
     # ---- derived sizes -------------------------------------------------
     @property
@@ -71,6 +74,8 @@ class FrontendSettings:
 
     @property
     def n_channels(self) -> int:
+        if self.frontend_type == "speech_embedding":
+            return 96
         return self.mfcc_n_coefficients if self.frontend_type == "mfcc" else self.filterbank_n_channels
 
     @property
@@ -103,6 +108,8 @@ class FrontendSettings:
         for f in dataclasses.fields(self):
             if f.name in ("frontend_type", "mfcc_n_coefficients") and self.frontend_type == "microfrontend":
                 continue
+            if f.name == "embedding_sha256" and self.frontend_type != "speech_embedding":
+                continue
             out["fe." + f.name] = getattr(self, f.name)
         return out
 
@@ -119,8 +126,14 @@ class FrontendSettings:
             raise ParamsError("fe.filterbank_upper_band_limit is above the Nyquist frequency")
         if self.fft_size < self.window_samples:
             raise ParamsError(f"fe.fft_length {self.fft_length} is shorter than the window ({self.window_samples})")
-        if self.frontend_type not in ("microfrontend", "mfcc"):
+        if self.frontend_type not in ("microfrontend", "mfcc", "speech_embedding"):
             raise ParamsError(f"unknown fe.frontend_type {self.frontend_type!r}")
+        if self.frontend_type == "speech_embedding":
+            if self.sample_rate_hz != 16000:
+                raise ParamsError(f"fe.sample_rate_hz must be 16000 for speech embeddings, got {self.sample_rate_hz}")
+            if len(self.embedding_sha256) != 64:
+                raise ParamsError("fe.embedding_sha256 must name the sha256 of the embedding model "
+                                  "the head was trained on")
 
 
 def _coerce(key: str, value: Any, type_name: Any) -> Any:

@@ -68,6 +68,8 @@ class Telemetry(Message):
     cpu_percent: float = 0.0
     rss_bytes: int = 0
     spool_pending: int = 0
+    spool_dropped: int = 0     # detections refused since start (spool full or write failed)
+    spool_corrupt: int = 0     # damaged spool records skipped since start (checksum)
 
 
 # Push progress states reported by a device for one model (docs/FLEET.md).

@@ -56,8 +56,9 @@ def decode_params(data: bytes) -> dict[str, Any]:
             value_table = indirect_table(entry, 2)
             out[key] = _decode_value(buf, tag, value_table)
         return out
-    except (struct.error, IndexError, UnicodeDecodeError, ValueError) as exc:
-        raise ParamsError(f"corrupt {METADATA_NAME} parameters: {exc}") from exc
+    except (struct.error, IndexError, UnicodeDecodeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
+        # flatbuffers raises TypeError for wrapped offsets; a huge declared count, MemoryError
+        raise ParamsError(f"corrupt {METADATA_NAME} parameters: {type(exc).__name__}: {str(exc)[:80]}") from None
 
 
 def _decode_value(buf: bytes, tag: int, t: Table | None) -> Any:

@@ -90,8 +90,9 @@ def find_metadata(model: bytes, name: str) -> Optional[bytes]:
                 return buf[off:off + size]
             return b""
         return None
-    except (struct.error, IndexError) as exc:
-        raise ModelError(f"corrupt TFLite flatbuffer: {exc}") from None
+    except (struct.error, IndexError, TypeError, ValueError, OverflowError) as exc:
+        # flatbuffers raises TypeError for offsets that wrap (a corrupt table), not struct.error
+        raise ModelError(f"corrupt TFLite flatbuffer: {str(exc)[:80]}") from None
 
 
 def input_shape(model: bytes) -> list[int]:
@@ -114,8 +115,9 @@ def input_shape(model: bytes) -> list[int]:
         if rank > MAX_RANK:
             raise ModelError(f"the model's input has rank {rank} (at most {MAX_RANK})")
         shape = list(struct.unpack_from(f"<{rank}i", buf, s_start)) if rank else []
-    except (struct.error, IndexError) as exc:
-        raise ModelError(f"corrupt TFLite flatbuffer: {exc}") from None
+    except (struct.error, IndexError, TypeError, ValueError, OverflowError) as exc:
+        # flatbuffers raises TypeError for offsets that wrap (a corrupt table), not struct.error
+        raise ModelError(f"corrupt TFLite flatbuffer: {str(exc)[:80]}") from None
     if any(not 0 < d <= MAX_DIMENSION for d in shape if d != -1):
         raise ModelError(f"the model's input shape {shape} has a dimension out of range")
     return shape

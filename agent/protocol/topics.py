@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from .errors import ConfigError
 
 ROOT = "keywire"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def check_name(kind: str, value: str) -> str:
     """Fleet, device and group names are single topic levels without wildcards."""
-    if not _NAME.match(value or ""):
-        raise ConfigError(f"invalid {kind} {value!r}: use 1-64 letters, digits, '_', '-', '.'")
+    if not isinstance(value, str) or not _NAME.fullmatch(value):  # fullmatch: no trailing newline
+        raise ConfigError(f"invalid {kind} {str(value)[:70]!r}: use 1-64 letters, digits, '_', '-', '.'")
     return value
 
 

@@ -209,6 +209,6 @@ def test_board_push_command(emulator, word_models, words_wav):
     big.write_bytes(word_models[0].read_bytes() * 3)
     r = subprocess.run([*keywire, "board-push", str(big), "--board", f"serial:{emu.port}"],
                        capture_output=True, text=True, env=env(), timeout=60)
-    assert r.returncode == 5 and "does not fit the board's staging area (32768 bytes)" in r.stderr
+    assert r.returncode == 9 and "does not fit the board's staging area (32768 bytes)" in r.stderr
     assert r.stderr.count("\n") == 1
     emu.stop()

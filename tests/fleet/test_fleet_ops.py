@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-from keywire.agent.fleet.messages import Command
-from keywire.agent.fleet.topics import FleetTopics
+from keywire.protocol.messages import Command
+from keywire.protocol.topics import FleetTopics
 
 from .conftest import FLEET, device_status, run_keywire
 from .test_push_faults import model_version, online

@@ -115,7 +115,7 @@ def test_agent_the_service_user_cannot_reach_is_refused(tmp_path: Path, request)
     script.write_text("#!/bin/sh\n")
     script.chmod(0o755)
     res = run("install-service", "--root", str(tmp_path / "root"), "--user", "nobody", "--exec", str(script))
-    assert res.returncode == 5
+    assert res.returncode == 8
     assert f"{private} (mode 0700)" in res.stderr and res.stderr.count("\n") == 1
     assert not (tmp_path / "root").exists()
     # The agent's interpreter is checked too, through its symlinks.
@@ -124,12 +124,12 @@ def test_agent_the_service_user_cannot_reach_is_refused(tmp_path: Path, request)
     wrapper.write_text(f"#!{base / 'python3'}\n")
     wrapper.chmod(0o755)
     res = run("install-service", "--print-unit", "--user", "nobody", "--exec", str(wrapper))
-    assert res.returncode == 5 and f"{private} (mode 0700)" in res.stderr
+    assert res.returncode == 8 and f"{private} (mode 0700)" in res.stderr
 
 
 def test_config_under_home_is_refused(tmp_path: Path):
     res = run("install-service", "--root", str(tmp_path), "--config", "/home/pi/agent.toml")
-    assert res.returncode == 5
+    assert res.returncode == 8
     assert res.stderr.count("\n") == 1 and "home directory" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "etc/systemd/system/keywire-agent.service").exists()
 
@@ -165,6 +165,6 @@ def test_agent_under_tmp_is_refused(tmp_path: Path):
         agent.write_text("#!/bin/sh\nexit 0\n")
         agent.chmod(0o755)
         res = run("install-service", "--root", str(tmp_path), "--exec", str(agent))
-        assert res.returncode == 5 and "PrivateTmp=yes" in res.stderr and res.stderr.count("\n") == 1
+        assert res.returncode == 8 and "PrivateTmp=yes" in res.stderr and res.stderr.count("\n") == 1
     finally:
         shutil.rmtree(d)
