@@ -65,13 +65,13 @@ class TelemetryMeter:
             self._hour.append((self._clock(), keyword))
 
     def report(self, inferences: int, latencies_ms: Sequence[float], dropped_audio: int,
-               spool_pending: int) -> Telemetry:
+               spool_pending: int, spool_dropped: int = 0, spool_corrupt: int = 0) -> Telemetry:
         """The interval's figures; starts the next interval."""
         with self._lock:
-            return self._report(inferences, latencies_ms, dropped_audio, spool_pending)
+            return self._report(inferences, latencies_ms, dropped_audio, spool_pending, spool_dropped, spool_corrupt)
 
     def _report(self, inferences: int, latencies_ms: Sequence[float], dropped_audio: int,
-                spool_pending: int) -> Telemetry:
+                spool_pending: int, spool_dropped: int, spool_corrupt: int) -> Telemetry:
         now = self._clock()
         dt = max(now - self._start, 1e-6)
         while self._hour and self._hour[0][0] < now - 3600:
@@ -89,7 +89,8 @@ class TelemetryMeter:
             latency_ms_p99=round(float(np.percentile(lat, 99)), 3) if lat.size else 0.0,
             detections_per_hour=per_hour, detections_total=dict(self.totals),
             dropped_audio=int(dropped_audio), cpu_percent=round(100.0 * (cpu - self._cpu0) / dt, 2),
-            rss_bytes=rss_bytes(), spool_pending=spool_pending)
+            rss_bytes=rss_bytes(), spool_pending=spool_pending, spool_dropped=spool_dropped,
+            spool_corrupt=spool_corrupt)
         self._start, self._cpu0, self._inferences0 = now, cpu, inferences
         self._level_sum, self._level_n, self._active_n = 0.0, 0, 0
         return t

@@ -172,3 +172,34 @@ def test_killed_writer_loses_nothing_it_returned(tmp_path):
     got = [int(r.payload) for r in s.pending()]
     assert got[: len(reported)] == reported
     assert got == list(range(len(got))) and s.corrupt == 0
+
+
+def test_agent_delivers_around_a_damaged_record_and_reports_it(broker, start_agent, observe, tmp_path):
+    """A real agent starting on a spool with record 2 of 10 damaged publishes the other 9 and
+    counts the damaged one in its telemetry."""
+    import json
+
+    from .conftest import FLEET, wait_online
+
+    spool_dir = tmp_path / "state" / "spool"
+    s = Spool(spool_dir)
+    topic = f"keywire/{FLEET}/device/dev1/event"
+    ids = [f"{i:032x}" for i in range(1, 11)]
+    recs = [s.append(topic, json.dumps({"v": 1, "type": "detection", "event_id": e, "device_id": "dev1",
+                                        "keyword": "on", "score": 1, "time_ms": 0}).encode()) for e in ids]
+    s.close()
+    log = spool_dir / LOG_NAME
+    data = bytearray(log.read_bytes())
+    data[len(HEADER) + len(recs[0].encode()) + 40] ^= 0x01
+    log.write_bytes(bytes(data))
+    obs = observe(broker)
+    agent = start_agent(broker, "dev1", state_dir=tmp_path / "state", detect_every_ms=60000,
+                        extra=("--threshold", "255"))
+    wait_online(obs, "dev1")
+    got = obs.wait_for(lambda: (lambda e: e if set(ids) - {ids[1]} <= e else None)(
+        {d.get("event_id") for d in obs.json_on("/device/dev1/event")}), what="the nine intact events")
+    assert ids[1] not in got
+    tele = obs.wait_for(lambda: [t for t in obs.json_on("/device/dev1/telemetry") if "spool_corrupt" in t],
+                        what="telemetry")
+    assert tele[-1]["spool_corrupt"] == 1 and tele[-1]["spool_dropped"] == 0
+    assert "skipped 1 damaged record" in agent.log()
