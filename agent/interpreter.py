@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence
 
 from .errors import ModelError
 
@@ -41,11 +41,16 @@ def runtime_name() -> str:
     return _interpreter_class()[0]
 
 
-def load_interpreter(model: bytes, num_threads: int = 1) -> Any:
-    """An allocated interpreter for the model bytes; `ModelError` if the runtime rejects it."""
+def load_interpreter(model: bytes, num_threads: int = 1,
+                     input_shape: Optional[Sequence[int]] = None) -> Any:
+    """An allocated interpreter for the model bytes; `ModelError` if the runtime rejects it.
+    `input_shape` resizes the first input before allocation (models with a dynamic input,
+    whose stored shape is only a placeholder)."""
     _, cls = _interpreter_class()
     try:
         interp = cls(model_content=bytes(model), num_threads=num_threads)
+        if input_shape is not None:
+            interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(input_shape))
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"the TFLite runtime cannot load this model: {str(exc).splitlines()[0]}") from exc

@@ -1,7 +1,9 @@
 """A keyword model: a .tflite plus its SL_PARAMSv1 parameters, checked once at load.
 
-`KeywordModel` is the recognizer stage's contract: give it a window of uint16 frontend
-features, get back one uint8 score per class (MLTK's convention, probability x 256).
+`KeywordModel` is the recognizer stage's contract: give it a window of frontend features
+(uint16 microfrontend frames, MFCCs, or speech embeddings for a head with
+`fe.frontend_type = "speech_embedding"`), get back one uint8 score per class (MLTK's
+convention, probability x 256).
 """
 from __future__ import annotations
 
@@ -13,11 +15,14 @@ from typing import Any, Union
 
 import numpy as np
 
-from .errors import ModelError, ParamsError
-from .frontend import to_model_input
+from keywire.protocol.detection import DetectionSettings
+from keywire.protocol.errors import ModelError, ParamsError
+from keywire.protocol.frontend_settings import FrontendSettings
+from keywire.protocol.sl_params import read_params
+
+from .frontend import to_model_input, to_model_input_mfcc
+from .frontend.embedding import EMBEDDING_FRONTEND, embedding_window, feature_models
 from .interpreter import load_interpreter
-from .params import read_params
-from .settings import DetectionSettings, FrontendSettings
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,9 @@ class KeywordModel:
         return model
 
     def _check_input_shape(self) -> None:
+        if self.frontend.frontend_type == EMBEDDING_FRONTEND:
+            self._check_embedding_head()
+            return
         frames, channels = self.frontend.n_frames, self.frontend.n_channels
         dims = [d for d in self.input.shape[1:]]
         if int(np.prod(dims)) != frames * channels or frames not in dims:
@@ -100,6 +108,27 @@ class KeywordModel:
                 f"{self.frontend.sample_length_ms}, fe.window_step_ms={self.frontend.window_step_ms})")
         if self.input.dtype not in (np.int8, np.uint8, np.float32):
             raise ModelError(f"{self.source}: unsupported input type {self.input.dtype}")
+
+    def _check_embedding_head(self) -> None:
+        """A speech-embedding head: input [1, N, 96], trained on the embedding installed here."""
+        try:
+            embedding_window(self.input.shape)
+        except ModelError as exc:
+            raise ModelError(f"{self.source}: {exc}") from None
+        if self.input.dtype not in (np.int8, np.uint8, np.float32):
+            raise ModelError(f"{self.source}: unsupported input type {self.input.dtype}")
+        installed = feature_models().embedding_sha256
+        wanted = self.frontend.embedding_sha256
+        if wanted != installed:
+            raise ModelError(f"{self.source} was trained on speech embedding {wanted[:12]}, "
+                             f"this agent has {installed[:12]} (openwakeword==0.5.1)")
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        """(frames, channels) of the feature window one inference reads."""
+        if self.frontend.frontend_type == EMBEDDING_FRONTEND:
+            return embedding_window(self.input.shape), self.frontend.n_channels
+        return self.frontend.n_frames, self.frontend.n_channels
 
     # ---------------------------------------------------------------- identity
     @property
@@ -129,6 +158,12 @@ class KeywordModel:
     def prepare_input(self, features: np.ndarray) -> np.ndarray:
         """Model input tensor from a [frames, channels] feature window (uint16 or MFCC float)."""
         fe = self.frontend
+        if fe.frontend_type == EMBEDDING_FRONTEND:
+            x = np.asarray(features, dtype=np.float32)
+            if self.input.dtype == np.float32:
+                return x.reshape(self.input.shape)
+            return to_model_input_mfcc(x, self.input.scale, self.input.zero_point,
+                                       self.input.dtype).reshape(self.input.shape)
         if fe.frontend_type == "mfcc":
             x = np.asarray(features, dtype=np.float32)
             if self.input.dtype == np.float32:

@@ -1,9 +1,14 @@
 """The streaming keyword spotter: frontend -> feature window -> model -> detector.
 
-`KeywordSpotter.feed()` takes int16 audio of any chunk size. Inference runs every
-`latency_ms` of *audio* (counted in samples, not wall time), so results depend only on
-the samples, never on how they were chunked. `swap_model()` and `set_detection()` take
-effect between two inference steps while audio keeps flowing.
+`KeywordSpotter.feed()` takes int16 audio of any chunk size. Each model ("head") infers
+every `latency_ms` of *audio* (counted in samples, not wall time), so results depend only
+on the samples, never on how they were chunked. Several heads can run at once
+(`add_model`): heads whose frontend settings are equal share one feature stream (one
+microfrontend per distinct `fe.*`, one speech-embedding stream for every embedding head),
+each with its own detector and thresholds, each detection tagged with its model. The first
+model is the primary one: `swap_model()`, `set_detection()`, `on_scores` and the
+telemetry's last scores concern it; `swap_model()` and `set_detection()` take effect between
+two of its inference steps while audio keeps flowing.
 """
 from __future__ import annotations
 
@@ -16,11 +21,15 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from keywire.protocol.detection import DetectionSettings
+from keywire.protocol.frontend_settings import FrontendSettings
+
 from .detector import Detector
 from .events import Detection
 from .frontend import Frontend
+from .frontend.embedding import (EMBEDDING_FRONTEND, EMBEDDING_STEP_SAMPLES, FIRST_EMBEDDING_SAMPLES,
+                                 EmbeddingFrontend)
 from .model import KeywordModel
-from .settings import DetectionSettings
 
 log = logging.getLogger("keywire.spotter")
 
@@ -41,6 +50,83 @@ class SpotterStats:
     last_score: int = 0
 
 
+class _Stream:
+    """One feature stream and the recent frames its heads read. Frame k ends at stream
+    sample origin + k * step + span (span: samples from a (re)start to the first frame)."""
+
+    def __init__(self, settings: FrontendSettings, native: Optional[bool], origin: int) -> None:
+        self.settings = settings
+        if settings.frontend_type == EMBEDDING_FRONTEND:
+            self.frontend = EmbeddingFrontend()
+            self.step, self.span, self.warm_up = EMBEDDING_STEP_SAMPLES, FIRST_EMBEDDING_SAMPLES, True
+        else:
+            self.frontend = Frontend(settings, native=native)
+            self.step, self.span, self.warm_up = settings.step_samples, settings.window_samples, False
+        self.history = np.zeros((0, settings.n_channels), dtype=self.frontend.dtype)
+        self.restart(origin)
+
+    def restart(self, origin: int, forget: bool = True) -> None:
+        """Frame 0 of a fresh frontend starts at `origin`; `forget` clears the recent frames
+        (MLTK's reset on detection keeps them: only the frontend starts over)."""
+        self.origin, self.frames_out = origin, 0
+        if forget:
+            self.history[:] = 0
+            self.filled = 0
+        self.pending = self.history[:0]
+        self.pending_ends = np.zeros(0, dtype=np.int64)
+
+    def reserve(self, n: int) -> None:
+        """Keep at least the last `n` frames."""
+        if n > len(self.history):
+            grown = np.zeros((n, self.history.shape[1]), dtype=self.history.dtype)
+            grown[n - len(self.history):] = self.history
+            self.history = grown
+
+    def run(self, x: np.ndarray) -> None:
+        """Features of `x` (the samples after everything run so far), held until released."""
+        frames = self.frontend.process(x)
+        ends = self.origin + (self.frames_out + np.arange(len(frames))) * self.step + self.span
+        self.frames_out += len(frames)
+        self.pending = np.concatenate([self.pending, frames]) if len(self.pending) else frames
+        self.pending_ends = np.concatenate([self.pending_ends, ends])
+
+    def release(self, upto: int) -> None:
+        """Frames that end at or before stream sample `upto` enter the history."""
+        n = int(np.searchsorted(self.pending_ends, upto, side="right"))
+        frames, self.pending, self.pending_ends = self.pending[:n], self.pending[n:], self.pending_ends[n:]
+        if n == 0:
+            return
+        h = self.history
+        if n >= len(h):
+            h[:] = frames[len(frames) - len(h):]
+        else:
+            h[:-n] = h[n:]
+            h[-n:] = frames
+        self.filled += n
+
+    def window(self, n: int) -> Optional[np.ndarray]:
+        """The last `n` frames, or None while a warm-up stream has not produced `n` yet."""
+        if self.warm_up and self.filled < n:
+            return None
+        return self.history[len(self.history) - n:]
+
+
+@dataclass
+class _Head:
+    """One model on a stream, with its own detector and inference clock."""
+
+    model: KeywordModel
+    detection: DetectionSettings
+    detector: Detector
+    stream: _Stream
+    period: int
+    next_inference: int
+
+    @property
+    def frames(self) -> int:
+        return self.model.window_shape[0]
+
+
 class KeywordSpotter:
     """Streaming engine; not thread-safe except for `swap_model`/`set_detection`."""
 
@@ -56,64 +142,110 @@ class KeywordSpotter:
         self._pending_model: Optional[tuple[KeywordModel, Optional[DetectionSettings]]] = None
         self._pending_detection: Optional[DetectionSettings] = None
         self._stream_samples = 0
-        self._install(model, detection)
+        self._streams: list[_Stream] = []
+        self._heads: list[_Head] = []
+        self._new_streams: list[_Stream] = []
+        self._heads.append(self._make_head(model, detection))
+        self._new_streams.clear()   # runs from the first chunk on
 
     # ---------------------------------------------------------------- setup
-    def _install(self, model: KeywordModel, detection: Optional[DetectionSettings]) -> None:
-        old_fe = getattr(self, "model", None) and self.model.frontend
-        self.model = model
-        self.detection = detection or model.detection
-        fe = model.frontend
-        self._rate = fe.sample_rate_hz
-        self._period = max(1, fe.sample_rate_hz * self.detection.latency_ms // 1000)
-        self._gain = self.detection.volume_gain
-        self._step, self._win = fe.step_samples, fe.window_samples
-        if old_fe != fe:
-            self.frontend = Frontend(fe, native=self._native_frontend)
-            self._window = np.zeros((fe.n_frames, fe.n_channels),
-                                    dtype=np.float32 if fe.frontend_type == "mfcc" else np.uint16)
-            self._restart_frontend_at(self._stream_samples)
-        self._next_inference = self._stream_samples + self._period
-        self.detector = Detector(model.classes, self.detection)
+    def _stream_for(self, fe: FrontendSettings) -> _Stream:
+        for s in self._streams:
+            if s.settings == fe:
+                return s
+        s = _Stream(fe, self._native_frontend, self._stream_samples)
+        self._streams.append(s)
+        self._new_streams.append(s)
+        return s
 
-    def _restart_frontend_at(self, stream_sample: int) -> None:
-        """The frontend's frame 0 starts at this stream position (after creation or reset)."""
-        self._fe_origin = stream_sample
-        self._fe_frames = 0
+    def _make_head(self, model: KeywordModel, detection: Optional[DetectionSettings]) -> _Head:
+        det = detection or model.detection
+        stream = self._stream_for(model.frontend)
+        head = _Head(model=model, detection=det, detector=Detector(model.classes, det), stream=stream,
+                     period=self._period_of(det, model), next_inference=0)
+        head.next_inference = self._stream_samples + head.period
+        stream.reserve(head.frames)
+        return head
+
+    def _period_of(self, det: DetectionSettings, model: KeywordModel) -> int:
+        return max(1, model.frontend.sample_rate_hz * det.latency_ms // 1000)
+
+    def _drop_unused_streams(self) -> None:
+        used = {id(h.stream) for h in self._heads}
+        for s in [s for s in self._streams if id(s) not in used]:
+            s.frontend.close()
+            self._streams.remove(s)
+
+    def add_model(self, model: KeywordModel, detection: Optional[DetectionSettings] = None) -> None:
+        """Run `model` too, on the shared stream of its feature family (before feeding audio,
+        or between `feed` calls). Its detections carry its own name."""
+        if model.frontend.sample_rate_hz != self.model.frontend.sample_rate_hz:
+            from keywire.protocol.errors import ModelError
+            raise ModelError(f"{model.source} runs at {model.frontend.sample_rate_hz} Hz, "
+                             f"{self.model.source} at {self.model.frontend.sample_rate_hz} Hz")
+        (detection or model.detection).validate(len(model.classes))
+        self._heads.append(self._make_head(model, detection))
+        self._new_streams.clear()   # created between chunks: it starts at the next chunk
+
+    @property
+    def model(self) -> KeywordModel:
+        """The primary model."""
+        return self._heads[0].model
+
+    @property
+    def models(self) -> tuple[KeywordModel, ...]:
+        """Every model, the primary first."""
+        return tuple(h.model for h in self._heads)
+
+    @property
+    def detection(self) -> DetectionSettings:
+        return self._heads[0].detection
+
+    @property
+    def detector(self) -> Detector:
+        return self._heads[0].detector
+
+    @property
+    def frontend(self):
+        """The primary model's frontend."""
+        return self._heads[0].stream.frontend
 
     def swap_model(self, model: KeywordModel, detection: Optional[DetectionSettings] = None) -> None:
-        """Use `model` from the next inference step on (thread-safe)."""
+        """Use `model` as the primary from its next inference step on (thread-safe)."""
         (detection or model.detection).validate(len(model.classes))  # refused now, not in the audio loop
         with self._lock:
             self._pending_model = (model, detection)
 
     def set_detection(self, detection: DetectionSettings) -> None:
-        """New thresholds/window/suppression/latency from the next inference step (thread-safe)."""
+        """New thresholds/window/suppression/latency for the primary model from its next
+        inference step (thread-safe)."""
         detection.validate(len(self.model.classes))
         with self._lock:
             self._pending_detection = detection
 
     def reset(self) -> None:
-        """Forget all streaming state (frontend, feature window, detector history)."""
-        self.frontend.reset()
-        self._window[:] = 0
-        self.detector.reset()
-        self._restart_frontend_at(self._stream_samples)
-        self._next_inference = self._stream_samples + self._period
+        """Forget all streaming state (frontends, feature windows, detector histories)."""
+        for s in self._streams:
+            s.frontend.reset()
+            s.restart(self._stream_samples)
+        for h in self._heads:
+            h.detector.reset()
+            h.next_inference = self._stream_samples + h.period
 
     def close(self) -> None:
         self.reset()
 
     @property
     def time_ms(self) -> int:
-        return self._stream_samples * 1000 // self._rate
+        return self._stream_samples * 1000 // self.model.frontend.sample_rate_hz
 
     # ---------------------------------------------------------------- streaming
     def feed(self, samples: np.ndarray) -> list[Detection]:
         """Consume audio; returns the detections raised by it (in order)."""
         x = np.asarray(samples, dtype=np.int16)
-        if self._gain and self._gain != 1.0:
-            x = np.clip(x.astype(np.float32) * self._gain, -32768, 32767).astype(np.int16)
+        gain = self.detection.volume_gain
+        if gain and gain != 1.0:
+            x = np.clip(x.astype(np.float32) * gain, -32768, 32767).astype(np.int16)
         if len(x):
             rms = float(np.sqrt(np.mean(x.astype(np.float32) ** 2)))
             self.stats.audio_rms_dbfs = 20 * np.log10(max(rms, 1e-3) / 32768.0)
@@ -121,79 +253,89 @@ class KeywordSpotter:
         return self._feed(x)
 
     def _feed(self, x: np.ndarray) -> list[Detection]:
-        """The whole chunk goes through the frontend in one call (cheap per sample); frames are
-        then released to the window by their end position, one inference boundary at a time."""
+        """The whole chunk goes through each stream's frontend in one call (cheap per sample);
+        frames are then released by their end position, one inference boundary at a time.
+        A stream (re)started at a boundary runs the rest of the chunk from there."""
         start, end = self._stream_samples, self._stream_samples + len(x)
-        frames = self.frontend.process(x)
-        frame_ends = self._fe_origin + (self._fe_frames + np.arange(len(frames))) * self._step + self._win
-        self._fe_frames += len(frames)
+        for s in self._streams:
+            s.run(x)
         detections: list[Detection] = []
-        used = 0
-        while self._next_inference <= end:
-            boundary = self._next_inference
-            upto = int(np.searchsorted(frame_ends, boundary, side="right"))
-            self._push_features(frames[used:upto])
-            used = upto
+        while True:
+            boundary = min(h.next_inference for h in self._heads)
+            if boundary > end:
+                break
+            for s in self._streams:
+                s.release(boundary)
             self._stream_samples = boundary
-            detection, restarted = self._infer()
-            self._next_inference = boundary + self._period
-            if detection is not None:
-                detections.append(detection)
-            if restarted:
-                # Frames after the boundary came from the old frontend state: redo them.
-                return detections + self._feed(x[boundary - start:])
-        self._push_features(frames[used:])
+            for head in list(self._heads):
+                if head.next_inference != boundary:
+                    continue
+                detection = self._infer(head)
+                head.next_inference = boundary + head.period
+                if detection is not None:
+                    detections.append(detection)
+            self._drop_unused_streams()
+            for s in self._new_streams:
+                s.run(x[boundary - start:])
+            self._new_streams.clear()
+        for s in self._streams:
+            s.release(end)
         self._stream_samples = end
         return detections
-
-    def _push_features(self, frames: np.ndarray) -> None:
-        n = len(frames)
-        if n == 0:
-            return
-        w = self._window
-        if n >= len(w):
-            w[:] = frames[-len(w):]
-        else:
-            w[:-n] = w[n:]
-            w[-n:] = frames
 
     def _apply_pending(self) -> None:
         with self._lock:
             pending, self._pending_model = self._pending_model, None
             detection, self._pending_detection = self._pending_detection, None
+        head = self._heads[0]
         if pending is not None:
             model, det = pending
-            log.info("switching model %s -> %s", self.model.name, model.name)
-            self._install(model, det)
+            log.info("switching model %s -> %s", head.model.name, model.name)
+            new = self._make_head(model, det)
+            self._heads[0] = head = new
         if detection is not None:
-            self.detection = detection
-            self.detector.set_settings(detection)
-            self._period = max(1, self._rate * detection.latency_ms // 1000)
-            self._gain = detection.volume_gain
+            head.detection = detection
+            head.detector.set_settings(detection)
+            head.period = self._period_of(detection, head.model)
 
-    def _infer(self) -> tuple[Optional[Detection], bool]:
-        """One inference step at the current stream position; (detection, frontend restarted)."""
-        frontend = self.frontend
-        self._apply_pending()
-        restarted = self.frontend is not frontend
+    def _infer(self, head: _Head) -> Optional[Detection]:
+        """One inference step of `head` at the current stream position."""
+        primary = head is self._heads[0]
+        if primary:
+            self._apply_pending()
+            head = self._heads[0]
+        window = head.stream.window(head.frames)
+        if window is None:      # an embedding stream still warming up: no scores yet
+            return None
         t0 = time.perf_counter()
-        scores = self.model.infer(self._window)
+        scores = head.model.infer(window)
         self.stats.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
         self.stats.inferences += 1
-        self.stats.last_scores = scores
         now = self.time_ms
-        if self.on_scores is not None:
-            self.on_scores(now, scores)
-        result = self.detector.process(now, scores)
-        self.stats.last_top, self.stats.last_score = result.class_index, result.score
+        if primary:
+            self.stats.last_scores = scores
+            if self.on_scores is not None:
+                self.on_scores(now, scores)
+        result = head.detector.process(now, scores)
+        if primary:
+            self.stats.last_top, self.stats.last_score = result.class_index, result.score
         if not result.detected:
-            return None, restarted
+            return None
         if result.reset_frontend:
-            self.frontend.reset()
-            self._restart_frontend_at(self._stream_samples)
-            restarted = True
+            self._reset_stream(head.stream)
         self.stats.detections += 1
-        m = self.model
+        m = head.model
         return Detection(keyword=m.classes[result.class_index], score=result.score, time_ms=now,
                          class_index=result.class_index, model_name=m.name, model_version=m.version,
-                         model_sha256=m.sha256, device_id=self.device_id), restarted
+                         model_sha256=m.sha256, device_id=self.device_id)
+
+    def _reset_stream(self, stream: _Stream) -> None:
+        """MLTK's reset on detection (suppression_ms <= 1): only for a stream with one head,
+        since a shared stream's other heads must not lose their features."""
+        if sum(h.stream is stream for h in self._heads) != 1:
+            log.debug("not resetting a shared frontend on detection")
+            return
+        stream.frontend.reset()
+        stream.restart(self._stream_samples, forget=False)
+        if stream not in self._new_streams:
+            self._new_streams.append(stream)

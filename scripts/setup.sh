@@ -42,5 +42,9 @@ stamp=".venv/.keywire-$extras-$(cat pyproject.toml setup.py | sha1sum | cut -c1-
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip setuptools wheel >&2
   .venv/bin/python -m pip install -q -e ".[$extras]" >&2
+  # The speech-embedding feature models (Apache-2.0, Google's speech embedding as shipped by
+  # openWakeWord): the wheel only, without its dependencies (no onnxruntime); the agent finds
+  # the two .tflite files in it and checks their pinned sha256.
+  .venv/bin/python -m pip install -q --no-deps "openwakeword==0.5.1" >&2
   touch "$stamp"
 fi

@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import KeywireError, ParamsError
+from ..frontend.embedding import (EMBEDDING_FRONTEND, EMBEDDING_STEP_SAMPLES, FIRST_EMBEDDING_SAMPLES,
+                                  compute_embeddings, embedding_window, feature_models)
 from ..model import KeywordModel
 from ..settings import FrontendSettings
 from .errors import ModelRejected
@@ -24,7 +26,7 @@ from .manifest import Manifest, sha256_hex
 class DeviceProfile:
     """What this device can serve: frontends, audio rates, model size."""
 
-    frontends: tuple[str, ...] = ("microfrontend", "mfcc")
+    frontends: tuple[str, ...] = ("microfrontend", "mfcc", "speech_embedding")
     sample_rates: tuple[int, ...] = (16000,)
     max_model_bytes: int = 4 * 1024 * 1024
 
@@ -44,6 +46,18 @@ def check_manifest(m: Manifest, profile: DeviceProfile) -> FrontendSettings:
     if fe.sample_rate_hz not in profile.sample_rates:
         raise ModelRejected(f"model needs {fe.sample_rate_hz} Hz audio, this device delivers "
                             f"{', '.join(str(r) for r in profile.sample_rates)} Hz")
+    if fe.frontend_type == EMBEDDING_FRONTEND:
+        try:
+            embedding_window(m.input_shape)
+            installed = feature_models().embedding_sha256
+        except KeywireError as exc:
+            raise ModelRejected(str(exc)) from None
+        if fe.embedding_sha256 != installed:
+            raise ModelRejected(f"model was trained on speech embedding {fe.embedding_sha256[:12]}, "
+                                f"this agent has {installed[:12]} (openwakeword==0.5.1)")
+        if not m.classes:
+            raise ModelRejected("manifest declares no classes")
+        return fe
     dims = list(m.input_shape[1:])
     if int(np.prod(dims)) != fe.n_frames * fe.n_channels or fe.n_frames not in dims:
         raise ModelRejected(f"input shape {list(m.input_shape)} does not match the frontend "
@@ -87,9 +101,17 @@ def self_test(data: bytes, m: Manifest, profile: DeviceProfile,
     clips: Sequence[tuple[str, np.ndarray]] = (
         ("silence", np.zeros(fe.sample_length, np.int16)),
         ("reference clip", clip if clip is not None else reference_clip(fe)))
+    if fe.frontend_type == EMBEDDING_FRONTEND:   # enough audio for the head's N embeddings
+        n = model.window_shape[0]
+        length = (n - 1) * EMBEDDING_STEP_SAMPLES + FIRST_EMBEDDING_SAMPLES
+        clips = tuple((what, np.resize(np.asarray(x, np.int16), length)) for what, x in clips)
     for what, samples in clips:
         try:
-            scores = model.infer(compute_features(np.asarray(samples, np.int16)[:fe.sample_length], fe))
+            if fe.frontend_type == EMBEDDING_FRONTEND:
+                features = compute_embeddings(samples)[-model.window_shape[0]:]
+            else:
+                features = compute_features(np.asarray(samples, np.int16)[:fe.sample_length], fe)
+            scores = model.infer(features)
         except Exception as exc:  # the interpreter may raise anything on a bad graph
             raise ModelRejected(f"inference on {what} failed: {exc}") from None
         if scores.shape != (len(m.classes),) or scores.dtype != np.uint8:

@@ -1,0 +1,237 @@
+"""The speech-embedding feature family (`fe.frontend_type = "speech_embedding"`).
+
+Google's speech embedding (Lin et al. 2020), as shipped by the `openwakeword==0.5.1` wheel
+(Apache-2.0; installed with `--no-deps`, never copied into this repository): two TFLite
+models. `melspectrogram.tflite` turns 16 kHz samples (as float values of int16) into 32 mel
+bins every 160 samples over a 512-sample window; `embedding_model.tflite` turns the last 76
+mel frames (scaled x/10 + 2, as openWakeWord feeds them) into one 96-d embedding.
+
+The mel model clamps relative to the loudest value of each call, so its output depends on
+how audio is grouped into calls. The stream is therefore cut on a fixed grid: every 1280 new
+samples (80 ms) the mel model runs once on those samples plus the 480 before them (8 frames;
+the stream starts after 480 samples of silence), and once 76 mel frames exist each block
+adds one embedding. The calls, and so the embeddings, are the same however the audio is
+chunked. A model ("head") reads the last N embeddings, input [1, N, 96].
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from keywire.protocol.errors import ModelError
+
+from ..interpreter import load_interpreter
+from .framing import as_int16_mono
+
+EMBEDDING_FRONTEND = "speech_embedding"
+EMBEDDING_DIM = 96
+EMBEDDING_STEP_SAMPLES = 1280          # one embedding per 80 ms at 16 kHz
+MEL_BINS = 32
+MEL_FRAMES_PER_EMBEDDING = 76
+_MEL_STEP = 160
+_MEL_WINDOW = 512
+_MEL_CONTEXT = 480                      # samples before a block its 8 mel frames also need
+_MEL_FRAMES_PER_BLOCK = (EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT - _MEL_WINDOW) // _MEL_STEP + 1   # 8
+# Samples from a fresh start to the end of the first embedding's last block (10 blocks, 0.8 s).
+FIRST_EMBEDDING_SAMPLES = -(-MEL_FRAMES_PER_EMBEDDING // _MEL_FRAMES_PER_BLOCK) * EMBEDDING_STEP_SAMPLES
+
+_PACKAGE = "openwakeword"
+_VERSION = "0.5.1"
+_MODELS_DIR = "openwakeword/resources/models"
+MEL_FILE, EMBEDDING_FILE = "melspectrogram.tflite", "embedding_model.tflite"
+MEL_SHA256 = "96fa0adccb6e8cf95cb14465409a1a2898ee4a96a85bb9ed3c7eb0e68bf163e8"
+EMBEDDING_SHA256 = "c0aea21eb84a4ce90a08c870da41b7a7173b45269e6a3207c71d67c40f3a59d8"
+_INSTALL_HINT = f"install it with: pip install --no-deps {_PACKAGE}=={_VERSION}"
+_BATCH = 64                             # embedding windows per batched interpreter call
+
+
+@dataclass(frozen=True)
+class FeatureModels:
+    """The two installed feature models, checked against their pinned sha256."""
+
+    mel_path: Path
+    embedding_path: Path
+    embedding_sha256: str
+
+
+def _installed_file(name: str) -> Optional[Path]:
+    """Where the wheel put `name`, found without importing openwakeword (its __init__ needs
+    onnxruntime): through the distribution's file list, else the package's spec."""
+    try:
+        p = Path(importlib.metadata.distribution(_PACKAGE).locate_file(f"{_MODELS_DIR}/{name}"))
+        if p.is_file():
+            return p
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    spec = importlib.util.find_spec(_PACKAGE)
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        p = Path(root) / "resources" / "models" / name
+        if p.is_file():
+            return p
+    return None
+
+
+@lru_cache(maxsize=8)
+def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _checked(name: str, sha256: str) -> Path:
+    p = _installed_file(name)
+    if p is None:
+        raise ModelError(f"speech-embedding feature model {name} is not installed; {_INSTALL_HINT}")
+    st = p.stat()
+    if _sha256_of(p, st.st_size, st.st_mtime_ns) != sha256:
+        raise ModelError(f"speech-embedding feature model {p} has the wrong sha256 "
+                         f"(not the one of {_PACKAGE}=={_VERSION}); {_INSTALL_HINT}")
+    return p
+
+
+def feature_models() -> FeatureModels:
+    """The installed mel and embedding models; `ModelError` (one line) when missing or altered."""
+    return FeatureModels(mel_path=_checked(MEL_FILE, MEL_SHA256),
+                         embedding_path=_checked(EMBEDDING_FILE, EMBEDDING_SHA256),
+                         embedding_sha256=EMBEDDING_SHA256)
+
+
+class _Models:
+    """The two interpreters, allocated once for the fixed shapes this module calls them with."""
+
+    def __init__(self, batch: int = 1) -> None:
+        fm = feature_models()
+        self.mel = load_interpreter(fm.mel_path.read_bytes(),
+                                    input_shape=[1, EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
+        self._mel_in = self.mel.get_input_details()[0]["index"]
+        self._mel_out = self.mel.get_output_details()[0]["index"]
+        self.batch = batch
+        self.emb = load_interpreter(fm.embedding_path.read_bytes(),
+                                    input_shape=[batch, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1])
+        self._emb_in = self.emb.get_input_details()[0]["index"]
+        self._emb_out = self.emb.get_output_details()[0]["index"]
+
+    def mel_block(self, samples: np.ndarray) -> np.ndarray:
+        """1760 int16 samples -> 8 scaled mel frames [8, 32] float32."""
+        self.mel.set_tensor(self._mel_in, samples.astype(np.float32)[None, :])
+        self.mel.invoke()
+        return self.mel.get_tensor(self._mel_out).reshape(-1, MEL_BINS) / 10.0 + 2.0
+
+    def embed(self, windows: np.ndarray) -> np.ndarray:
+        """Mel windows [n, 76, 32] -> embeddings [n, 96] float32, `batch` windows per call."""
+        out = np.empty((len(windows), EMBEDDING_DIM), dtype=np.float32)
+        b = self.batch
+        for i in range(0, len(windows), b):
+            part = windows[i:i + b]
+            x = np.zeros((b, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1), dtype=np.float32)
+            x[:len(part), :, :, 0] = part
+            self.emb.set_tensor(self._emb_in, x)
+            self.emb.invoke()
+            out[i:i + len(part)] = self.emb.get_tensor(self._emb_out).reshape(b, EMBEDDING_DIM)[:len(part)]
+        return out
+
+
+class EmbeddingFrontend:
+    """Streaming speech embeddings: `process(int16 samples)` -> float32 [n_new, 96], one new
+    embedding per 1280 samples once 76 mel frames exist; chunk-size invariant."""
+
+    step_samples = EMBEDDING_STEP_SAMPLES
+    first_frame_samples = FIRST_EMBEDDING_SAMPLES
+    n_channels = EMBEDDING_DIM
+    dtype = np.dtype(np.float32)
+    native = False
+
+    def __init__(self) -> None:
+        self._models: Optional[_Models] = _Models()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to a fresh stream (silence before it, no mel frames)."""
+        self._context = np.zeros(_MEL_CONTEXT, dtype=np.int16)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._mel = np.zeros((MEL_FRAMES_PER_EMBEDDING, MEL_BINS), dtype=np.float32)
+        self._n_mel = 0
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """Consume int16 samples (any count); return the embeddings completed by them."""
+        if self._models is None:
+            raise RuntimeError("EmbeddingFrontend used after close()")
+        x = as_int16_mono(samples)
+        buf = np.concatenate([self._pending, x]) if len(self._pending) else x
+        n_blocks = len(buf) // EMBEDDING_STEP_SAMPLES
+        out = []
+        for j in range(n_blocks):
+            block = buf[j * EMBEDDING_STEP_SAMPLES:(j + 1) * EMBEDDING_STEP_SAMPLES]
+            frames = self._models.mel_block(np.concatenate([self._context, block]))
+            self._context = block[-_MEL_CONTEXT:]
+            self._mel = np.concatenate([self._mel[len(frames):], frames])
+            self._n_mel += len(frames)
+            if self._n_mel >= MEL_FRAMES_PER_EMBEDDING:
+                out.append(self._models.embed(self._mel[None])[0])
+        self._pending = buf[n_blocks * EMBEDDING_STEP_SAMPLES:].copy()
+        return np.array(out, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
+
+    def close(self) -> None:
+        """Drop the interpreters."""
+        self._models = None
+
+
+def _clip_mel(models: _Models, x: np.ndarray) -> np.ndarray:
+    """All mel frames of a clip from a fresh stream, block by block as `EmbeddingFrontend` runs."""
+    padded = np.concatenate([np.zeros(_MEL_CONTEXT, dtype=np.int16), x])
+    n_blocks = len(x) // EMBEDDING_STEP_SAMPLES
+    frames = [models.mel_block(padded[j * EMBEDDING_STEP_SAMPLES:
+                                      (j + 1) * EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
+              for j in range(n_blocks)]
+    return np.concatenate(frames) if frames else np.zeros((0, MEL_BINS), dtype=np.float32)
+
+
+def _windows(mel: np.ndarray) -> np.ndarray:
+    """The 76-frame mel windows ending at each block boundary: [n, 76, 32]."""
+    ends = np.arange(_MEL_FRAMES_PER_BLOCK, len(mel) + 1, _MEL_FRAMES_PER_BLOCK)
+    ends = ends[ends >= MEL_FRAMES_PER_EMBEDDING]
+    return np.stack([mel[e - MEL_FRAMES_PER_EMBEDDING:e] for e in ends]) if len(ends) else \
+        np.zeros((0, MEL_FRAMES_PER_EMBEDDING, MEL_BINS), dtype=np.float32)
+
+
+_batch_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _batch_models() -> _Models:
+    return _Models(batch=_BATCH)
+
+
+def compute_embeddings(samples: np.ndarray) -> np.ndarray:
+    """Embeddings of one whole clip from a fresh stream: float32 [n, 96],
+    n = max(0, len // 1280 - 9) (what `EmbeddingFrontend` gives for the same samples)."""
+    return compute_embeddings_batch([samples])[0]
+
+
+def compute_embeddings_batch(clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """`compute_embeddings` of many clips (any lengths), reusing one pair of interpreters and
+    running the embedding model on many windows per call."""
+    xs = [as_int16_mono(c) for c in clips]
+    with _batch_lock:
+        models = _batch_models()
+        windows = [_windows(_clip_mel(models, x)) for x in xs]
+        counts = [len(w) for w in windows]
+        flat = models.embed(np.concatenate(windows)) if sum(counts) else \
+            np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    return list(np.split(flat, np.cumsum(counts)[:-1]))
+
+
+def embedding_window(head_input_shape: Sequence[int]) -> int:
+    """N of a head's input [1, N, 96]; `ModelError` for any other shape."""
+    shape = list(head_input_shape)
+    if len(shape) != 3 or shape[0] != 1 or shape[2] != EMBEDDING_DIM or shape[1] < 1:
+        raise ModelError(f"input shape {shape} is not [1, N, {EMBEDDING_DIM}] (N speech embeddings)")
+    return int(shape[1])
+
+

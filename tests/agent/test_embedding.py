@@ -1,0 +1,142 @@
+"""The speech-embedding family: pinned feature models, streaming embeddings that do not
+depend on chunking, heads with input [1, N, 96] checked against the installed embedding, and
+the spotter running them through the same detector as every other model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keywire.agent.frontend import embedding as E
+from keywire.agent.model import KeywordModel
+from keywire.agent.spotter import KeywordSpotter
+from keywire.protocol.errors import ModelError
+from keywire.protocol.sl_params import read_params, write_params
+from tests.fixtures.speech import stream_of_words
+
+
+@pytest.fixture(scope="module")
+def words() -> np.ndarray:
+    x, _ = stream_of_words(["yes", "no", "up", "yes", "no"], ["en-us", "en-gb-x-rp+f2", "en-us-nyc"],
+                           gap_s=1.0, seed=3)
+    return x
+
+
+def test_feature_models_are_the_pinned_files():
+    fm = E.feature_models()
+    assert fm.mel_path.name == "melspectrogram.tflite" and fm.embedding_path.name == "embedding_model.tflite"
+    assert fm.embedding_sha256 == E.EMBEDDING_SHA256
+    assert "openwakeword" in str(fm.mel_path)
+
+
+def test_missing_or_altered_feature_model_is_one_line():
+    with pytest.raises(ModelError) as exc:
+        E._checked("no_such_model.tflite", E.MEL_SHA256)
+    assert "no_such_model.tflite" in str(exc.value) and "openwakeword==0.5.1" in str(exc.value)
+    with pytest.raises(ModelError) as exc:
+        E._checked(E.MEL_FILE, "0" * 64)        # the installed file is not what this pin names
+    msg = str(exc.value)
+    assert "melspectrogram.tflite" in msg and "sha256" in msg and "\n" not in msg
+
+
+def test_embeddings_do_not_depend_on_chunking(words):
+    whole = E.compute_embeddings(words)
+    assert whole.dtype == np.float32 and whole.shape == (len(words) // 1280 - 9, E.EMBEDDING_DIM)
+    assert np.abs(whole).max() > 0
+    fe = E.EmbeddingFrontend()
+    rng = np.random.default_rng(1)
+    for sizes in ([1], [160], [1280], [1279, 1281], list(rng.integers(0, 5000, 40))):
+        fe.reset()
+        out, pos, i = [], 0, 0
+        while pos < len(words):
+            n = int(sizes[i % len(sizes)])
+            out.append(fe.process(words[pos:pos + n]))
+            pos, i = pos + n, i + 1
+        np.testing.assert_array_equal(np.concatenate(out), whole)
+    fe.close()
+
+
+def test_first_embedding_after_76_mel_frames_then_one_per_step(words):
+    fe = E.EmbeddingFrontend()
+    assert len(fe.process(words[:E.FIRST_EMBEDDING_SAMPLES - 1])) == 0
+    assert len(fe.process(words[E.FIRST_EMBEDDING_SAMPLES - 1:E.FIRST_EMBEDDING_SAMPLES])) == 1
+    assert len(fe.process(words[E.FIRST_EMBEDDING_SAMPLES:E.FIRST_EMBEDDING_SAMPLES + 3 * 1280])) == 3
+
+
+def test_batch_equals_one_by_one(words):
+    clips = [words[:20000], words[5000:60000], words[:100], words]
+    for got, clip in zip(E.compute_embeddings_batch(clips), clips):
+        np.testing.assert_array_equal(got, E.compute_embeddings(clip))
+
+
+def test_head_loads_with_its_window(embedding_head, embedding_head_int8):
+    for path in (embedding_head, embedding_head_int8):
+        m = KeywordModel.load(path)
+        assert m.frontend.frontend_type == E.EMBEDDING_FRONTEND
+        assert m.window_shape == (16, E.EMBEDDING_DIM)
+        scores = m.infer(np.zeros((16, E.EMBEDDING_DIM), np.float32))
+        assert scores.dtype == np.uint8 and scores.shape == (3,)
+
+
+def test_head_for_another_embedding_is_refused(embedding_head, tmp_path):
+    data = embedding_head.read_bytes()
+    params = dict(read_params(data), **{"fe.embedding_sha256": "ab" * 32})
+    other = tmp_path / "other.tflite"
+    other.write_bytes(write_params(data, params))
+    with pytest.raises(ModelError) as exc:
+        KeywordModel.load(other)
+    msg = str(exc.value)
+    assert "trained on speech embedding abababababab" in msg and E.EMBEDDING_SHA256[:12] in msg
+    assert "\n" not in msg
+    del params["fe.embedding_sha256"]
+    other.write_bytes(write_params(data, params))
+    with pytest.raises(ModelError, match="fe.embedding_sha256"):
+        KeywordModel.load(other)
+
+
+def test_microfrontend_shaped_input_is_not_an_embedding_head(tiny_model, tmp_path):
+    data = tiny_model.read_bytes()
+    params = dict(read_params(data), **{"fe.frontend_type": E.EMBEDDING_FRONTEND,
+                                        "fe.embedding_sha256": E.EMBEDDING_SHA256})
+    p = tmp_path / "bad.tflite"
+    p.write_bytes(write_params(data, params))
+    with pytest.raises(ModelError, match=r"is not \[1, N, 96\]"):
+        KeywordModel.load(p)
+
+
+def _run(models, x, sizes):
+    sp = KeywordSpotter(models[0])
+    for m in models[1:]:
+        sp.add_model(m)
+    found, pos, i = [], 0, 0
+    while pos < len(x):
+        n = int(sizes[i % len(sizes)])
+        found += [(d.model_name, d.keyword, d.time_ms, d.score) for d in sp.feed(x[pos:pos + n])]
+        pos, i = pos + n, i + 1
+    return found, sp.stats.inferences
+
+
+@pytest.mark.parametrize("which", ["float", "int8"])
+def test_spotter_detections_do_not_depend_on_chunking(words, embedding_head, embedding_head_int8, which):
+    model = KeywordModel.load(embedding_head if which == "float" else embedding_head_int8)
+    ref = _run([model], words, [len(words)])
+    assert {k for _, k, _, _ in ref[0]} >= {"yes", "no"}, ref
+    # no scores before 16 embeddings exist: (25 blocks of 1280 samples) / latency 1280
+    assert ref[1] == len(words) // 1280 - 24
+    rng = np.random.default_rng(5)
+    for sizes in ([160], [1000], [4093], list(rng.integers(1, 3000, 30))):
+        assert _run([model], words, sizes) == ref
+
+
+def test_several_heads_share_one_stream_and_keep_their_own_results(words, embedding_head, embedding_head_int8,
+                                                                   tiny_model):
+    f, q, t = (KeywordModel.load(p) for p in (embedding_head, embedding_head_int8, tiny_model))
+    alone = {m.name: _run([m], words, [4000])[0] for m in (f, q, t)}
+    together, _ = _run([t, f, q], words, [4000])
+    for name, found in alone.items():
+        assert [d for d in together if d[0] == name] == found
+    sp = KeywordSpotter(f)
+    sp.add_model(q)
+    sp.add_model(t)
+    assert len(sp._streams) == 2          # one embedding stream for both heads, one microfrontend
+    chunked, _ = _run([t, f, q], words, [333, 2000])
+    assert chunked == together
