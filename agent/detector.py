@@ -14,9 +14,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .settings import DetectionSettings
+from keywire.protocol.detection import MAX_AVERAGED_RESULTS as MAX_RESULTS
+from keywire.protocol.detection import DetectionSettings
 
-MAX_RESULTS = 50
+__all__ = ["MAX_RESULTS", "Detector", "DetectorResult"]
 
 
 @dataclass(frozen=True)

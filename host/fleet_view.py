@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 from keywire.protocol.messages import Detection
-from keywire.protocol.errors import FleetError
+from keywire.protocol.errors import FleetError, MessageError
 from keywire.protocol.mqtt_link import MqttSettings
 from keywire.protocol.messages import Command, Reply
 from keywire.protocol.topics import check_name
@@ -111,12 +111,10 @@ class Watcher:
         if not topic.endswith("/event"):
             return
         try:
-            raw = json.loads(payload)
-            if not isinstance(raw, dict) or raw.get("type", "detection") != "detection":
-                return
-            d = Detection.from_dict(raw)
-        except (ValueError, TypeError):
+            d = Detection.from_json(payload)  # the message checks its own wire form
+        except MessageError:
             return
+        raw = json.loads(payload)
         with self._lock:
             if d.event_id in self._seen:
                 return

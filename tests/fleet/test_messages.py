@@ -12,7 +12,7 @@ from keywire.agent.fleet.manifest import Manifest, build_manifest, split
 from keywire.agent.fleet.messages import Command, ModelInfo, Progress, Reply, Status, Telemetry
 from keywire.agent.fleet.signing import generate_keys, load_private_key, load_public_key, trusted_keys
 from keywire.agent.fleet.topics import DeviceTopics, FleetTopics
-from keywire.agent.errors import ConfigError
+from keywire.agent.errors import ConfigError, ModelError
 
 SAMPLES = [
     Status("d1", True, 1.5, ModelInfo("m", "1", "a" * 64, ("yes", "no")), None, {"detection_threshold": 200},
@@ -111,3 +111,57 @@ def test_mqtt_settings_from_url():
         MqttSettings("mqtt://h", protocol="4").validate()
     with pytest.raises(ConfigError, match="both cert and key"):
         MqttSettings("mqtt://h", cert="/c.pem").validate()
+
+
+def test_manifest_fields_are_validated_before_use(tmp_path, fleet_models):
+    """A signed manifest whose sha256 is a path (or whose digests, names, sizes are out of
+    bounds) is refused by decoding, before anything touches the disk."""
+    priv, pub = generate_keys(tmp_path / "k")
+    key = load_private_key(priv)
+    m = build_manifest(fleet_models.base.read_bytes(), key, chunk_size=60_000)
+    path_like = "../" * 21 + "x"
+    assert len(path_like) == 64
+    for change, words in (({"sha256": path_like}, "sha256 must be 64 lowercase hex"),
+                          ({"sha256": m.sha256.upper()}, "sha256 must be 64 lowercase hex"),
+                          ({"chunks": (m.chunks[0], "/etc/passwd") + m.chunks[2:]}, "chunk 1 digest"),
+                          ({"name": "a\nb"}, "name must be 1..128 printable"),
+                          ({"version": "v" * 129}, "version must be 1..128"),
+                          ({"input_shape": (1, 2 ** 31 - 1, 40)}, "input_shape"),
+                          ({"size": 2 ** 40}, "size"),
+                          ({"detection": {"latency_ms": 2 ** 70}}, "latency_ms"),
+                          ({"detection": {"shell": 1}}, "unknown detection setting")):
+        forged = dataclasses.replace(m, **change).signed(key)  # signed by a trusted key: still refused
+        with pytest.raises(MessageError, match=words):
+            Manifest.from_json(forged.to_json())
+
+
+def test_model_parameters_obey_the_detection_table():
+    from keywire.protocol.detection import DetectionSettings
+    from keywire.protocol.errors import ParamsError
+
+    with pytest.raises(ParamsError, match=r"model parameter latency_ms = 1000000000 is out of range 10\.\.2000"):
+        DetectionSettings.from_params({"latency_ms": 10 ** 9})
+    with pytest.raises(ConfigError, match="average_window_duration_ms = 0"):
+        DetectionSettings(average_window_duration_ms=0)
+    s = DetectionSettings.from_params({"detection_threshold_list": [1, 2, 3], "minimum_count": 0})
+    assert s.detection_threshold_list == (1, 2, 3) and s.class_mismatch(4) == (
+        "detection_threshold_list has 3 values for 4 classes")
+
+
+def test_detection_wire_form_is_its_own():
+    from keywire.protocol.messages import Detection
+
+    d = Detection("on", 200, 1500, class_index=1, device_id="d1")
+    obj = json.loads(d.to_json())
+    assert obj["v"] == 1 and obj["type"] == "detection" and Detection.from_json(d.to_json()) == d
+    for bad in ({**obj, "score": 300}, {**obj, "score": "200"}, {**obj, "type": "status"}, {**obj, "event_id": ""}):
+        with pytest.raises(MessageError):
+            Detection.from_json(json.dumps(bad).encode())
+
+
+def test_input_shape_without_an_interpreter(fleet_models):
+    from keywire.protocol.manifest import input_shape_of
+
+    assert input_shape_of(fleet_models.base.read_bytes())[0] == 1
+    with pytest.raises(ModelError):
+        input_shape_of(b"\x08\x00\x00\x00TFL3" + b"\xff" * 64)
