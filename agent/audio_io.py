@@ -60,8 +60,9 @@ def _decode(raw: bytes, fmt: WavFormat) -> np.ndarray:
     """Whole frames of `raw` as mono int16 (channels averaged, toward zero)."""
     w = fmt.sample_width
     if fmt.encoding == "float":
-        f = np.frombuffer(raw, "<f4" if w == 4 else "<f8").astype(np.float64)
-        x = np.clip(np.round(np.nan_to_num(f) * 32768.0), -32768, 32767).astype(np.int32)
+        with np.errstate(all="ignore"):  # NaN and infinities in a broken file are clipped, not warned about
+            f = np.nan_to_num(np.frombuffer(raw, "<f4" if w == 4 else "<f8").astype(np.float64))
+            x = np.clip(np.round(f * 32768.0), -32768, 32767).astype(np.int32)
     elif w == 1:
         x = (np.frombuffer(raw, np.uint8).astype(np.int32) - 128) << 8
     elif w == 2:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import struct
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,16 @@ def test_unusable_headers_are_named(tmp_path, content, message):
     with pytest.raises(AudioError, match=message) as exc:
         read_wav_native(p)
     assert str(p) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_float_nan_and_infinity_are_clipped(tmp_path):
+    x = np.array([np.nan, np.inf, -np.inf, 0.5, -2.0], np.float32).tobytes()
+    p = tmp_path / "f.wav"
+    p.write_bytes(_header(tag=3, bits=32, data=x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a broken file is clipped quietly, not warned about
+        samples, rate = read_wav_native(p)
+    assert rate == 16000 and samples.tolist() == [0, 32767, -32768, 16384, -32768]
 
 
 def test_missing_file_and_directory(tmp_path):
