@@ -2,6 +2,7 @@
 from the one table (keywire.protocol.errors.ExitCode); --debug shows the traceback instead."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,19 @@ def test_unreadable_config_and_debug_traceback(tmp_path: Path):
     one_line(agent("run", "--config", str(tmp_path)), ExitCode.CONFIG, "is a directory")
     r = agent("--debug", "run", "--config", str(tmp_path))
     assert r.returncode != 0 and "Traceback" in r.stderr and "ConfigError" in r.stderr
+
+
+def test_config_threshold_list_for_another_model_is_left_out(tmp_path: Path):
+    """A threshold list written for a 12-class model does not stop an agent running a 4-class
+    one: one warning, the model's own thresholds, detections as without the list."""
+    sample = str(Path(__file__).resolve().parents[2] / "training" / "samples" / "sample.wav")
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'model = "{MODEL}"\nsource = "file:{sample}"\nrealtime = false\n'
+                   "[detection]\ndetection_threshold_list = [" + ", ".join(["90"] * 12) + "]\n")
+    r = agent("run", "--config", str(cfg))
+    plain = agent("run", "--model", MODEL, "--source", f"file:{sample}", "--no-realtime")
+    assert r.returncode == 0 and plain.returncode == 0, r.stderr
+    assert r.stderr.count("detection_threshold_list override has 12 values for 4 classes: using the model's "
+                          "own thresholds") == 1, r.stderr
+    keywords = [json.loads(x)["keyword"] for x in r.stdout.splitlines()]
+    assert keywords == [json.loads(x)["keyword"] for x in plain.stdout.splitlines()]

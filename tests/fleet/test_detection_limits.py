@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from keywire.protocol.messages import Command
 from keywire.protocol.topics import FleetTopics
 from keywire.training.bundled import model_path
 
@@ -37,6 +38,12 @@ def test_push_of_a_model_with_fewer_classes_keeps_the_agent_listening(broker, st
     obs.wait_for(lambda: _detections(obs, "dev1") > before + 2, what="detections after the push")
     time.sleep(1.0)
     assert agent.alive, agent.log()
+    # a later setting still applies: the list meant for the other model stays left out, not refused
+    obs.publish(T.device("dev1").command, Command("set_detection", "s1", {"suppression_ms": 500}).to_json())
+    reply = obs.wait_for(lambda: next((r for r in obs.json_on("/dev1/reply") if r["id"] == "s1"), None),
+                         what="reply to s1")
+    assert reply["ok"], reply
+    obs.wait_for(lambda: device_status(obs, "dev1")["detection"]["suppression_ms"] == 500, what="suppression 500")
     log = agent.log()
     assert log.count("WARNING keywire.detection: detection_threshold_list override has 12 values for 4 classes: "
                      "using the model's own thresholds") == 1, log
