@@ -41,7 +41,8 @@ def _register() -> None:
     from . import cmd_model
 
     cmd_model.register(app)
-    for name in ("cmd_dataset", "cmd_train", "cmd_evaluate_stream", "cmd_fleet", "cmd_board", "cmd_record"):
+    for name in ("cmd_dataset", "cmd_train", "cmd_evaluate_stream", "cmd_fleet", "cmd_board", "cmd_record",
+                 "cmd_classify", "cmd_profile"):
         try:
             module = __import__(f"keywire.host.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -14,7 +14,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from keywire.agent.errors import ConfigError, KeywireError
+from keywire.protocol.errors import ConfigError
 
 class Scope(str, Enum):
     keyword = "keyword"
@@ -65,6 +65,68 @@ def _progress(quiet: bool):
     return None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
+class SplitChoice(str, Enum):
+    test = "test"
+    validation = "validation"
+    train = "train"
+    all = "all"
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(
+        help="A .tflite, a keywire model folder, an MLTK .mltk.zip, or a bundled model's name.")],
+    dataset_dir: Annotated[Path, typer.Argument(
+        help="Clips in Speech Commands layout (DIR/<label>/*.wav) or a flat folder of <label>_<speaker>_<n>.wav.")],
+    split: Annotated[Optional[SplitChoice], typer.Option(
+        help="Which speakers of the recipe's split to score: test (held out; the default when the model "
+             "carries its recipe), validation, train, or all.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(
+        help="The recipe the model was trained with (default: recipe.toml beside the model).")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Also write the full report as JSON to this file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON on stdout instead of tables.")] = False,
+    plots: Annotated[Optional[Path], typer.Option(
+        help="Folder for confusion matrix, ROC and precision/recall plots.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Accuracy of a model on labelled clips through the agent's own frontend and runtime (the
+    device's code path); with the model's recipe, only speakers it did not train on."""
+    from keywire.training import eval_split
+    from keywire.training.evaluate import evaluate_selection, load_any_model, save_json, save_plots
+    from keywire.training.progress import bar
+
+    from .tables import eval_table, show, warn
+
+    from .cli import debug_enabled
+    from .quiet import native_stderr_silenced
+
+    path = resolve_model(model)
+    with native_stderr_silenced(debug_enabled()):
+        m = load_any_model(path)
+    mr = eval_split.find_recipe(path, recipe)
+    sel = eval_split.select(dataset_dir, m.classes, mr, split.value if split else None)
+    if sel.warning:
+        warn(sel.warning)
+    if not sel.clips:
+        raise ConfigError(f"nothing to score in {dataset_dir} for --split {sel.split}")
+    with bar(f"evaluating {len(sel.clips)} clips", enabled=not quiet) as update:
+        r = evaluate_selection(m, sel, update)
+    doc = dict(r.summary(), split=sel.split, scored=sel.note, warning=sel.warning or None,
+               model={"name": m.name, "source": m.source, "sha256": m.sha256, "bytes": m.size})
+    if report:
+        save_json(r, report, m)
+        report.write_text(json.dumps(doc, indent=2) + "\n")
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        typer.echo(f"accuracy {r.accuracy * 100:.1f}% on {len(r.truth)} clips of {dataset_dir}: {sel.note}")
+        show(eval_table(r, f"{m.name}: per class"))
+        for s in r.skipped:
+            typer.echo(f"skipped {s}", err=True)
+    if plots:
+        for p in save_plots(r, plots):
+            typer.echo(f"wrote {p}", err=True)
+
+
 def evaluate_stream(
     model: Annotated[Path, typer.Argument(help="A .tflite model (or a bundled model's name).")],
     positives: Annotated[Optional[Path], typer.Option(
@@ -90,16 +152,9 @@ def evaluate_stream(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
     """Recall, false accepts per hour, DET curves and latency on long keyword/background streams."""
-    from . import cli
-
-    try:
-        report = run_evaluate_stream(model, positives, background or [], hours, snr_db, seed, gap_s, spacing_check,
-                                     spacing_snr_db, tolerance_s, max_per_keyword, background_dbfs, streams,
-                                     save_streams, json_out, plots, _progress(quiet))
-    except KeywireError as exc:
-        if cli.debug_enabled():
-            raise
-        raise cli.fail(exc) from None
+    report = run_evaluate_stream(model, positives, background or [], hours, snr_db, seed, gap_s, spacing_check,
+                                 spacing_snr_db, tolerance_s, max_per_keyword, background_dbfs, streams,
+                                 save_streams, json_out, plots, _progress(quiet))
     typer.echo(report.to_text())
 
 
@@ -184,15 +239,8 @@ def calibrate(
 ) -> None:
     """Choose per-class thresholds, window and minimum count for a false-accept target; write them
     into a copy of the model."""
-    from . import cli
-
-    try:
-        cal = run_calibrate(model, background, output, target_fa_per_hour, positives, hours, snr_db, scope.value,
-                            seed, max_per_keyword, tolerance_s, json_out, _progress(quiet))
-    except KeywireError as exc:
-        if cli.debug_enabled():
-            raise
-        raise cli.fail(exc) from None
+    cal = run_calibrate(model, background, output, target_fa_per_hour, positives, hours, snr_db, scope.value,
+                        seed, max_per_keyword, tolerance_s, json_out, _progress(quiet))
     from keywire.training.calibrate import describe
 
     typer.echo(describe(cal))
@@ -233,5 +281,6 @@ def run_calibrate(model_spec: Path, background: List[str], output: Path, target:
 
 
 def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
     app.command("evaluate-stream")(evaluate_stream)
     app.command("calibrate")(calibrate)

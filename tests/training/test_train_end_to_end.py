@@ -57,10 +57,10 @@ def test_exported_models_recognise_held_out_voices(tiny_model_dir: Path, validat
 
 def test_evaluate_command_writes_json_and_plots(keywire_cli, tiny_model: Path, validation_folder: Path,
                                                 tmp_path: Path) -> None:
-    r = keywire_cli("evaluate", str(tiny_model), str(validation_folder), "--json", str(tmp_path / "e.json"),
-                    "--plots", str(tmp_path / "plots"))
+    r = keywire_cli("evaluate", str(tiny_model), str(validation_folder), "--split", "validation",
+                    "--report", str(tmp_path / "e.json"), "--plots", str(tmp_path / "plots"))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("accuracy ") and "yes" in r.stdout
+    assert r.stdout.startswith("accuracy ") and "yes" in r.stdout and "validation split" in r.stdout
     d = json.loads((tmp_path / "e.json").read_text())
     assert {"accuracy", "per_class", "classes", "confusion_matrix", "n", "roc_auc"} <= set(d)
     assert d["n"] == sum(map(sum, d["confusion_matrix"])) == len(list(validation_folder.rglob("*.wav")))

@@ -1,0 +1,112 @@
+"""Tables and warnings of the `keywire` CLI, drawn with rich.
+
+Every table says in its caption what its abbreviated headers mean, so a first-time reader
+does not need the docs to read `FRR@1` or `FA/h bg`. Tables go to stdout, warnings and
+progress to stderr; without a terminal rich prints plain text (no colour codes).
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from keywire.training.calibrate import Calibration
+    from keywire.training.evaluate import EvalResult
+    from keywire.training.stream_eval import StreamReport
+
+_WIDE = 160  # without a terminal (pipes, tests) do not wrap tables at 80 columns
+
+
+def out() -> Console:
+    """The console for results (stdout)."""
+    c = Console(soft_wrap=False, highlight=False)
+    if not c.is_terminal:
+        c = Console(soft_wrap=False, highlight=False, width=_WIDE)
+    return c
+
+
+def err() -> Console:
+    """The console for progress and warnings (stderr)."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr: something the user should know that is not an error."""
+    err().print(f"[bold yellow]warning:[/] {message}", markup=True)
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = "",
+          right_from: int = 1) -> Table:
+    t = Table(title=title, caption=caption or None, caption_justify="left", title_justify="left")
+    for i, c in enumerate(columns):
+        t.add_column(c, justify="right" if i >= right_from else "left")
+    for r in rows:
+        t.add_row(*[str(v) for v in r])
+    return t
+
+
+def show(t: Table, console: Optional[Console] = None) -> None:
+    """Print a table, then its caption (the legend of its headers) as a full-width paragraph."""
+    c = console or out()
+    legend, t.caption = t.caption, None
+    c.print(t)
+    if legend:
+        c.print(str(legend), style="dim", soft_wrap=False, width=min(c.width, 110))
+
+
+def pct(v: Optional[float]) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v * 100:.1f}%"
+
+
+def show_name(name: str) -> str:
+    """Class names as rich markup-safe text (`[` would start markup)."""
+    return name.replace("[", "\\[")
+
+
+def eval_table(r: "EvalResult", title: str) -> Table:
+    """Per-class accuracy of a clip evaluation."""
+    auc = r.roc_auc()
+    pr = r.precision_recall()
+    counts = {k: sum(1 for t in r.truth if t == k) for k in r.labels}
+    rows = []
+    for k, acc in r.per_class().items():
+        a = auc.get(k)
+        rows.append((show_name(k), counts[k], pct(acc), pct(pr[k]["precision"]) if k in pr else "n/a",
+                     f"{a:.3f}" if a is not None else "n/a"))
+    return table(title, ("class", "clips", "recall", "precision", "ROC AUC"), rows,
+                 caption="recall: share of the class's clips predicted as that class (its accuracy); precision: "
+                         "share of clips predicted as the class that are it; ROC AUC: 1.0 = the class's score "
+                         "ranks all its clips above all others, 0.5 = chance")
+
+
+def stream_table(report: "StreamReport") -> Table:
+    """`evaluate-stream`: one row per condition and keyword."""
+    targets = [f"{t:g}" for t in report.plan.get("targets", (1.0, 0.1))]
+    cols = ["condition", "keyword", "n", "recall", "FA/h", "FA/h bg"] + [f"FRR@{t}" for t in targets] + \
+        ["lat med", "lat p90"]
+    rows = []
+    for cond, res in report.conditions.items():
+        for kw, r in res.items():
+            at = [pct(r.at_targets[t]["frr"]) if t in r.at_targets else "n/a" for t in targets]
+            lat = [("n/a" if math.isnan(r.latency_ms[k]) else f"{r.latency_ms[k]:.0f} ms") for k in ("median", "p90")]
+            rows.append((cond, show_name(kw), r.occurrences, pct(r.recall), f"{r.fa_per_hour:.2f}",
+                         f"{r.fa_per_hour_background:.2f}", *at, *lat))
+    caption = ("condition: snrX = keywords X dB above the background (_gapA-B: other spacing); n: keyword "
+               "occurrences; recall: share detected with the model's own settings; FA/h: false accepts per "
+               "hour in these streams; FA/h bg: per hour of keyword-free background; FRR@T: share of keywords "
+               "missed at the threshold that gives T false accepts per hour of background; lat med / lat p90: "
+               "median and 90th percentile delay from the end of the keyword to the detection")
+    return table(f"streaming evaluation of {report.model.get('name', 'model')}", cols, rows, caption, right_from=2)
+
+
+def calibration_table(cal: "Calibration") -> Table:
+    rows = [(show_name(c.keyword), c.threshold, pct(c.frr), f"{c.fa_per_hour:.2f}") for c in cal.choices]
+    d = cal.detection
+    return table(f"calibrated: window {d.average_window_duration_ms} ms, minimum_count {d.minimum_count}",
+                 ("keyword", "threshold", "FRR", "FA/h"), rows,
+                 caption=f"threshold: score 0-255 to fire; FRR: share of keywords missed (false rejects) in the "
+                         f"positive streams; FA/h: false accepts per hour of the {cal.hours:.2f} h of background; "
+                         f"budget {cal.budget_fa_per_hour:g} FA/h per keyword")
