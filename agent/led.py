@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .config import LedConfig
 from .events import Detection
+
+if TYPE_CHECKING:
+    from .component import AgentContext, Tick
 
 log = logging.getLogger("keywire.led")
 
@@ -64,13 +67,17 @@ class LedResponder:
         self._timer.daemon = True
         self._timer.start()
 
-    # AgentComponent: follows the audio level from the processing loop.
-    def start(self, agent) -> None:  # noqa: ANN001 - Agent, avoided import cycle
-        agent.sinks.add(self)
+    # AgentComponent: its own sink (red), follows the audio level from the processing loop (green).
+    @property
+    def sink(self) -> "LedResponder":
+        return self
 
-    def tick(self, agent, tick) -> None:  # noqa: ANN001
+    def start(self, agent: "AgentContext") -> None:
+        pass
+
+    def tick(self, tick: "Tick") -> None:
         if tick.samples:
-            self.activity(agent.spotter.stats.audio_rms_dbfs)
+            self.activity(tick.level_dbfs)
 
     def activity(self, level_dbfs: float) -> None:
         if self.green is not None:

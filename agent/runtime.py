@@ -2,57 +2,35 @@
 
     AudioSupervisor (open / read / reopen with backoff) -> KeywordSpotter -> FanOut(sinks)
 
-Other resources (MQTT, the serial board link, systemd notification) attach as
-`AgentComponent`s: they are started with the agent, may add sinks, get a `tick` from the
-processing loop (what the watchdog needs to know) and are closed on stop. `swap_model`,
+Other resources (MQTT, the serial board link, LEDs, systemd notification) attach as
+`AgentComponent`s (agent/component.py): they see the agent only through `AgentContext`, are
+started with it, get a `tick` from the processing loop (what the watchdog needs to know) and
+are closed on stop. Every sink is wired once, in `Agent.__init__`. `swap_model`,
 `set_detection` and `request_reload` are thread-safe, for remote commands and SIGHUP.
 """
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .component import AgentComponent, AudioState, AudioStatus, StatsSnapshot, StatusReporter, Tick
 from .config import AgentConfig, DetectionOverrides, build_config, load_config_file
-from .errors import AudioError, KeywireError
+from .errors import AudioError, ConfigError, KeywireError
 from .events import Detection, EventSink, FanOut
 from .model import KeywordModel
-from .settings import DetectionSettings
+from keywire.protocol.detection import DetectionSettings
 from .sources import AudioSource, open_source
 from .spotter import KeywordSpotter
 
 log = logging.getLogger("keywire.agent")
 
-
-class AudioState(str, enum.Enum):
-    STARTING = "starting"
-    STREAMING = "streaming"
-    RECONNECTING = "reconnecting"
-    ENDED = "ended"
-
-
-@dataclass(frozen=True)
-class Tick:
-    """What one pass of the processing loop did (the watchdog's evidence of health)."""
-
-    samples: int
-    inferences: int
-    detections: int
-
-
-class AgentComponent(Protocol):
-    def start(self, agent: "Agent") -> None: ...
-
-    def tick(self, agent: "Agent", tick: Tick) -> None: ...
-
-    def close(self) -> None: ...
+__all__ = ["Agent", "AgentComponent", "AudioState", "AudioSupervisor", "Tick"]
 
 
 class AudioSupervisor:
@@ -114,35 +92,93 @@ class AudioSupervisor:
             self.state = AudioState.ENDED
         return x
 
+    @property
+    def detection_source(self) -> str:
+        """What local detections name as their source: "local", or the other device whose
+        microphone this is (a board streaming its audio names itself `board:ID`)."""
+        return str(getattr(self.source, "detection_source", "local"))
+
+    @property
+    def dropped_samples(self) -> int:
+        return int(getattr(self.source, "dropped_samples", 0) or 0)
+
     def close(self) -> None:
         if self.source is not None:
             self.source.close()
 
 
 class Agent:
-    """The device daemon's engine. `run()` returns when the source ends or `stop()` is called."""
+    """The device daemon's engine and the `AgentContext` its components see.
+    `run()` returns when the source ends or `stop()` is called."""
 
     def __init__(self, config: AgentConfig, sinks: Sequence[EventSink] = (),
                  components: Sequence[AgentComponent] = (),
                  cli_overrides: Optional[dict] = None,
                  source_factory: Optional[Callable[[int], AudioSource]] = None) -> None:
-        self.config = config
-        self.sinks = FanOut(sinks)
+        self._config = config
         self.components = list(components)
+        # Where a detection goes, in this order: the sinks the CLI chose (stdout JSON, log),
+        # then each component that consumes detections (LEDs, the board's red LED, the MQTT
+        # spool and uplink). Local detections heard through another device's microphone carry
+        # that device as their source (`_deliver`). Nothing else adds or replaces sinks.
+        self._sinks = FanOut([*sinks, *(c.sink for c in self.components if c.sink is not None)])
         self._cli_overrides = dict(cli_overrides or {})
         self._source_factory = source_factory
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._emit_lock = threading.Lock()
-        self.ready_callbacks: list[Callable[["Agent"], None]] = []
-        # Called after each SIGHUP reload with ok=False when it failed (systemd READY=1 again).
-        self.reload_callbacks: list[Callable[["Agent", bool], None]] = []
+        self._ready_callbacks: list[Callable[[], None]] = []
+        self._reload_callbacks: list[Callable[[bool], None]] = []  # ok=False: reload failed
         self.ready = False
-        self.started_at = time.monotonic()
-        self.model = self._load_model(config.model)
-        self.spotter = KeywordSpotter(self.model, config.detection.apply(self.model.detection),
-                                      device_id=config.device_id)
+        self._failure: Optional[BaseException] = None
+        self._started_at = time.monotonic()
+        self._model = self._load_model(config.model)
+        # More models on the same audio keep their own detection parameters; the device's
+        # overrides and fleet pushes concern the primary one.
+        self._extra_models = tuple(self._load_model(p) for p in config.extra_models)
+        start_detection, _ = config.detection.resolve(self._model.detection, len(self._model.classes))  # logs drops
+        self.spotter = KeywordSpotter(self._model, start_detection, device_id=config.device_id)
+        for extra in self._extra_models:
+            self.spotter.add_model(extra)
         self.audio = AudioSupervisor(self._make_source)
+
+    # ---------------------------------------------------------------- AgentContext: what components see
+    @property
+    def config(self) -> AgentConfig:
+        return self._config
+
+    @property
+    def model(self) -> KeywordModel:
+        return self._model
+
+    @property
+    def models(self) -> tuple[KeywordModel, ...]:
+        return (self._model, *self._extra_models)
+
+    @property
+    def started_at(self) -> float:
+        return self._started_at
+
+    @property
+    def failure(self) -> Optional[BaseException]:
+        return self._failure
+
+    def stats(self) -> StatsSnapshot:
+        s = self.spotter.stats
+        return StatsSnapshot(s.samples, s.inferences, s.detections, s.audio_rms_dbfs, tuple(s.latencies_ms))
+
+    def audio_status(self) -> AudioStatus:
+        return AudioStatus(self._config.source, self.audio.state, self.audio.dropped_samples)
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        self._ready_callbacks.append(callback)
+
+    def on_reload(self, callback: Callable[[bool], None]) -> None:
+        self._reload_callbacks.append(callback)
+
+    def component_status(self) -> dict[str, dict]:
+        """Status of components that report one (`status_key` + `status()`), e.g. the board link."""
+        return {c.status_key: c.status() for c in self.components if isinstance(c, StatusReporter)}
 
     # ---------------------------------------------------------------- model and settings
     def _load_model(self, path: str) -> KeywordModel:
@@ -152,30 +188,34 @@ class Agent:
         return model
 
     def _make_source(self) -> AudioSource:
-        rate = self.model.frontend.sample_rate_hz
+        rate = self._model.frontend.sample_rate_hz
         if self._source_factory is not None:
             return self._source_factory(rate)
-        return open_source(self.config.source, rate, realtime=self.config.realtime)
+        return open_source(self._config.source, rate, realtime=self._config.realtime)
 
     def detection_for(self, model: KeywordModel) -> DetectionSettings:
-        """The model's detection parameters with this device's overrides applied."""
-        return self.config.detection.apply(model.detection)
+        """The model's detection parameters with this device's overrides applied; an override
+        that does not fit the model (a threshold list for another class count) is left out."""
+        return self._config.detection.apply(model.detection, len(model.classes))
 
     def swap_model(self, model: KeywordModel) -> None:
         """Switch models between two inference steps; audio keeps flowing (thread-safe)."""
-        if model.frontend.sample_rate_hz != self.model.frontend.sample_rate_hz:
+        if model.frontend.sample_rate_hz != self._model.frontend.sample_rate_hz:
             raise KeywireError(
                 f"model {model.name} needs {model.frontend.sample_rate_hz} Hz audio, "
-                f"the running source delivers {self.model.frontend.sample_rate_hz} Hz")
+                f"the running source delivers {self._model.frontend.sample_rate_hz} Hz")
         self.spotter.swap_model(model, self.detection_for(model))
-        self.model = model
+        self._model = model
 
     def set_detection(self, overrides: DetectionOverrides) -> DetectionSettings:
         """Apply per-device detection overrides on top of the current ones (thread-safe)."""
-        new_overrides = self.config.detection.merged(overrides)
-        settings = new_overrides.apply(self.model.detection)
+        new_overrides = self._config.detection.merged(overrides)
+        problems = overrides.conflicts(len(self._model.classes))
+        if problems:  # a new value that cannot apply is refused; an older one meant for another model is left out
+            raise ConfigError(problems[0])
+        settings = new_overrides.apply(self._model.detection, len(self._model.classes))
         self.spotter.set_detection(settings)
-        self.config = dataclasses.replace(self.config, detection=new_overrides)
+        self._config = dataclasses.replace(self._config, detection=new_overrides)
         return settings
 
     def request_reload(self) -> None:
@@ -185,31 +225,34 @@ class Agent:
     def _do_reload(self) -> None:
         self._reload.clear()
         try:
-            values = load_config_file(Path(self.config.config_path)) if self.config.config_path else {}
-            new = build_config(values, self._cli_overrides, self.config.config_path)
-            model = self.model
-            if new.model != self.config.model or Path(new.model).read_bytes() != self.model.data:
+            cfg = self._config
+            values = load_config_file(Path(cfg.config_path)) if cfg.config_path else {}
+            new = build_config(values, self._cli_overrides, cfg.config_path)
+            model = self._model
+            if new.model != cfg.model or Path(new.model).read_bytes() != self._model.data:
                 model = self._load_model(new.model)
-            self.config = new
+            self._config = new
             self.swap_model(model)
             log.info("reloaded configuration%s", f" from {new.config_path}" if new.config_path else "")
             ok = True
         except (KeywireError, OSError) as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             ok = False
-        for cb in self.reload_callbacks:
-            cb(self, ok)
-
-    def component_status(self) -> dict[str, dict]:
-        """Status of components that report one (`status_key` + `status()`), e.g. the board link."""
-        return {c.status_key: c.status() for c in self.components  # type: ignore[attr-defined]
-                if getattr(c, "status_key", None) and callable(getattr(c, "status", None))}
+        for cb in self._reload_callbacks:
+            cb(ok)
 
     # ---------------------------------------------------------------- events
     def emit(self, detection: Detection) -> None:
         """Hand a detection to every sink (also used for detections relayed from a board)."""
         with self._emit_lock:
-            self.sinks.emit(detection)
+            self._sinks.emit(detection)
+
+    def _deliver(self, detection: Detection) -> None:
+        """A detection of the local pipeline: named after the microphone it was heard on."""
+        source = self.audio.detection_source
+        if detection.source == "local" and source != "local":
+            detection = dataclasses.replace(detection, source=source)
+        self.emit(detection)
 
     # ---------------------------------------------------------------- loop
     def stop(self) -> None:
@@ -222,7 +265,8 @@ class Agent:
     def run(self) -> int:
         for c in self.components:
             c.start(self)
-        chunk = max(1, self.model.frontend.sample_rate_hz * self.config.chunk_ms // 1000)
+        chunk = max(1, self._model.frontend.sample_rate_hz * self._config.chunk_ms // 1000)
+        stats = self.spotter.stats
         try:
             while not self._stop.is_set():
                 if self._reload.is_set():
@@ -231,17 +275,21 @@ class Agent:
                 if x is None:
                     log.info("audio source ended")
                     break
-                before = self.spotter.stats.inferences
+                before = stats.inferences
                 detections = self.spotter.feed(x) if len(x) else []
                 for d in detections:
-                    self.emit(d)
-                tick = Tick(len(x), self.spotter.stats.inferences - before, len(detections))
+                    self._deliver(d)
+                tick = Tick(len(x), stats.inferences - before, len(detections),
+                            stats.audio_rms_dbfs if len(x) else -120.0)
                 if not self.ready and tick.inferences:
                     self.ready = True
-                    for cb in self.ready_callbacks:
-                        cb(self)
+                    for cb in self._ready_callbacks:
+                        cb()
                 for c in self.components:
-                    c.tick(self, tick)
+                    c.tick(tick)
+        except BaseException as exc:
+            self._failure = exc  # components learn, on close, that the loop failed
+            raise
         finally:
             self.close()
         return 0
@@ -253,5 +301,5 @@ class Agent:
                 c.close()
             except Exception:
                 log.exception("closing %s failed", type(c).__name__)
-        self.sinks.close()
+        self._sinks.close()
         self.spotter.close()

@@ -1,32 +1,37 @@
 """A board as part of the agent (`keywire-agent run --board serial:/dev/ttyACM0`).
 
 Detect mode: the board runs the model; its detections become `Detection` events with the
-board's identity and go to the agent's sinks (stdout, log, LEDs, MQTT) like local ones. When the
+board's identity and go to the agent's sinks (stdout, log, LEDs, MQTT) like local ones,
+through `AgentContext.emit`. When the
 agent has a model (--model, or one pushed over MQTT) the board is given the same model over
 serial, once per model; if the board refuses it, it keeps its own and the error is logged. Without
 a local model (`run_board_only`) the board's LED reports are mirrored on the agent's LEDs. Stream mode: the board is the agent's
 audio source (`BoardAudioSource`) and the agent drives the board's LEDs (green = audio
-activity, red = detection).
+activity, red = detection): the component is then a sink of the agent, and local detections
+name the board as their source (`BoardAudioSource.detection_source`).
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from ..errors import AudioError, ConfigError, KeywireError
+from keywire.protocol.detection import DetectionSettings
+from keywire.protocol.errors import AudioError, ConfigError, KeywireError
+
 from ..events import Detection, EventSink, FanOut
-from ..settings import DetectionSettings
 from ..sources import SourceState
 from . import messages as m
 from .link import BoardLink, BoardSpec, LinkSettings
+
+if TYPE_CHECKING:
+    from ..component import AgentContext, Tick
 
 log = logging.getLogger("keywire.board")
 
@@ -55,6 +60,11 @@ class BoardAudioSource:
         self.dropped_samples = self.link.stats.dropped_frames * m.AUDIO_FRAME_SAMPLES
         return x
 
+    @property
+    def detection_source(self) -> str:
+        """Detections heard through this microphone carry the board's identity, like relayed ones."""
+        return f"board:{self.link.board_id}"
+
     def close(self) -> None:
         self.state = SourceState.CLOSED
 
@@ -72,7 +82,7 @@ class BoardComponent:
         self.activity_dbfs = activity_dbfs
         self.link = BoardLink(spec, LinkSettings(mode=mode, params=params), on_detection=self._on_detection,
                               on_event=self._on_event)
-        self.sinks: EventSink = FanOut()
+        self._relay: Callable[[Detection], None] = lambda d: None  # where the board's detections go
         self._mirror: list[Any] = []
         self._red_until = 0.0
         self._pushed: dict[int, str] = {}   # crc32 -> sha256 of models pushed by this agent
@@ -81,7 +91,7 @@ class BoardComponent:
         self._sync: Optional[threading.Thread] = None
         self.last_scores: Optional[m.Scores] = None
         self.sync_error = ""
-        self._agent: Any = None
+        self._agent: Optional[AgentContext] = None
 
     @classmethod
     def from_config(cls, board, device_id: str, detection: Optional[DetectionSettings] = None,  # noqa: ANN001
@@ -91,24 +101,28 @@ class BoardComponent:
         return cls(BoardSpec.parse(board.port), mode, device_id, detection, activity_dbfs)
 
     # ---------------------------------------------------------------- AgentComponent
-    def start(self, agent=None) -> None:  # noqa: ANN001 - Agent (optional: board-only runs)
+    @property
+    def sink(self) -> Optional["BoardComponent"]:
+        """Stream mode: the agent's detections light the board's red LED."""
+        return self if self.mode == m.Mode.STREAM else None
+
+    def start(self, agent: Optional[AgentContext] = None) -> None:
+        """With the agent (None: board-only runs, see `run_board_only`)."""
         if agent is not None:
             self._agent = agent
-            if self.mode == m.Mode.STREAM:
-                agent.sinks.add(self)  # red LED on the board for the agent's detections
-                agent.sinks = _BoardTagged(agent.sinks, self.link)  # heard by the board: its identity
+            self._relay = agent.emit  # the agent serialises sinks across threads
             # With a local pipeline the agent's LEDs show local audio (red also blinks for board
             # detections, which reach the LED sink); board-only runs mirror the board's LEDs.
         if not self._started:
             self._started = True
             self.link.start()
 
-    def tick(self, agent, tick) -> None:  # noqa: ANN001
+    def tick(self, tick: Tick) -> None:
         if self.mode == m.Mode.DETECT:
-            self._sync_model(agent.model.data)
+            if self._agent is not None:
+                self._sync_model(self._agent.model.data)
             return
-        level = agent.spotter.stats.audio_rms_dbfs if tick.samples else -120.0
-        self.link.set_leds(time.monotonic() < self._red_until, level >= self.activity_dbfs)
+        self.link.set_leds(time.monotonic() < self._red_until, tick.level_dbfs >= self.activity_dbfs)
 
     def close(self) -> None:
         self.link.close()
@@ -119,17 +133,11 @@ class BoardComponent:
         self.link.set_leds(True, self.link.leds[1])
 
     # ---------------------------------------------------------------- board events
-    def _emit(self, detection: Detection) -> None:
-        if self._agent is not None:
-            self._agent.emit(detection)  # the agent serialises sinks across threads
-        else:
-            self.sinks.emit(detection)
-
     def _on_detection(self, d: m.DetectionMsg, hello: m.Hello) -> None:
         det = Detection(keyword=d.label, score=d.score, time_ms=d.time_ms, class_index=d.class_index,
                         model_name=hello.model_name, model_sha256=self._pushed.get(hello.model_crc32, ""),
                         device_id=self.device_id, source=f"board:{hello.board_id}")
-        self._emit(det)
+        self._relay(det)
 
     def _sync_model(self, data: bytes) -> None:
         """Detect mode: the board runs the agent's model. When the agent's model (from --model,
@@ -195,7 +203,8 @@ def run_board_only(component: BoardComponent, sinks: Sequence[EventSink], stop: 
     service component's `notifier`) gets READY=1 once the board is connected, STATUS= lines, and
     WATCHDOG=1 while frames keep arriving from the board (the link pings it every 250 ms).
     MQTT needs the agent's loop and is refused by `run_board_only_cli`."""
-    component.sinks = FanOut(sinks)
+    relay = FanOut(sinks)
+    component._relay = relay.emit
     component._mirror.extend(c for c in others if hasattr(c, "red") and hasattr(c, "green"))
     notifiers = [c.notifier for c in others if hasattr(getattr(c, "notifier", None), "heartbeat")]
     component.start(None)
@@ -222,32 +231,8 @@ def run_board_only(component: BoardComponent, sinks: Sequence[EventSink], stop: 
         for n in notifiers:
             n.stopping()
         component.close()
-        component.sinks.close()
+        relay.close()
     return 0
-
-
-class _BoardTagged:
-    """Stream mode: the agent's detections come from the board's microphone, so they carry the
-    board's identity as `source` (like relayed ones); everything else is the wrapped FanOut."""
-
-    def __init__(self, inner: FanOut, link: BoardLink) -> None:
-        self.inner = inner
-        self.link = link
-
-    def emit(self, detection: Detection) -> None:
-        if detection.source == "local":
-            detection = dataclasses.replace(detection, source=f"board:{self.link.board_id}")
-        self.inner.emit(detection)
-
-    def add(self, sink: EventSink) -> None:
-        self.inner.add(sink)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    @property
-    def sinks(self) -> list:
-        return self.inner.sinks
 
 
 def board_for_agent(config) -> BoardComponent:  # noqa: ANN001 - AgentConfig

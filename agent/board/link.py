@@ -8,95 +8,24 @@ port. Protocol: firmware/PROTOCOL.md.
 from __future__ import annotations
 
 import collections
-import enum
+import dataclasses
 import logging
 import threading
 import time
-import zlib
-from dataclasses import dataclass
 from typing import Callable, Deque, Optional
 
 import numpy as np
 
-from ..errors import ConfigError
+from keywire.protocol.errors import ConfigError
+
 from . import messages as m
 from .frame import FrameDecoder, RxError
+from .link_settings import DEFAULT_BAUD, MIN_STREAM_BAUD, BoardSpec, LinkSettings, LinkState, LinkStats
+from .model_push import push_model
+
+__all__ = ["BoardLink", "BoardSpec", "LinkSettings", "LinkState", "LinkStats", "DEFAULT_BAUD", "MIN_STREAM_BAUD"]
 
 log = logging.getLogger("keywire.board")
-
-DEFAULT_BAUD = 921600
-MIN_STREAM_BAUD = 460800
-
-
-@dataclass(frozen=True)
-class BoardSpec:
-    """Where the board is: `serial:/dev/ttyACM0[@BAUD]`."""
-
-    port: str
-    baud: int = DEFAULT_BAUD
-
-    @classmethod
-    def parse(cls, spec: str) -> "BoardSpec":
-        kind, sep, rest = spec.partition(":")
-        if kind != "serial" or not sep or not rest:
-            raise ConfigError(f"board {spec!r}: expected serial:/dev/ttyACM0[@BAUD]")
-        port, at, baud = rest.rpartition("@") if "@" in rest else (rest, "", "")
-        if at:
-            try:
-                b = int(baud)
-            except ValueError:
-                raise ConfigError(f"board {spec!r}: baud rate {baud!r} is not a number") from None
-            if b <= 0:
-                raise ConfigError(f"board {spec!r}: baud rate must be positive")
-            return cls(port, b)
-        return cls(port)
-
-
-@dataclass(frozen=True)
-class LinkSettings:
-    """Timing and behaviour of the link (PROTOCOL.md "Behaviour, timeouts and retries")."""
-
-    mode: m.Mode = m.Mode.DETECT
-    scores_every: int = 0
-    params: Optional[m.SetParams] = None
-    ping_s: float = 0.25
-    dead_s: float = 2.0
-    request_timeout_s: float = 0.3
-    request_retries: int = 8
-    backoff_initial_s: float = 0.1
-    backoff_max_s: float = 1.0
-    audio_buffer_s: float = 2.0
-    led_refresh_s: float = 1.0
-    max_gap_fill_frames: int = 50
-
-
-class LinkState(str, enum.Enum):
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"     # port open, waiting for HELLO
-    CONNECTED = "connected"
-
-
-@dataclass
-class LinkStats:
-    """Counters for telemetry and tests."""
-
-    frames_rx: int = 0
-    bad_crc: int = 0
-    oversize: int = 0
-    bad_version: int = 0
-    protocol_errors: int = 0      # valid CRC, payload or type not understood
-    board_errors: int = 0         # ERROR frames from the board
-    detections: int = 0
-    duplicates: int = 0
-    audio_frames: int = 0
-    dropped_frames: int = 0
-    overflow_samples: int = 0     # audio the consumer did not take in time
-    reconnects: int = 0
-    board_resets: int = 0
-    tx_frames: int = 0
-    requests_failed: int = 0
-    last_error: str = ""
-
 
 DetectionHandler = Callable[[m.DetectionMsg, m.Hello], None]
 EventHandler = Callable[[m.Message], None]
@@ -239,58 +168,14 @@ class BoardLink:
         ans = self.request(params, _ack_for(m.SetParams.TYPE))
         ok = isinstance(ans, m.Ack) and ans.status == m.Status.OK
         if ok:
-            self.settings = _replace(self.settings, params=params)
+            self.settings = dataclasses.replace(self.settings, params=params)
         return ok
 
     def push_model(self, data: bytes, chunk_size: int = 1016, timeout_s: float = 0.5,
                    retries: int = 8) -> m.Hello:
-        """Transfer a model into the board's staging area and activate it (PROTOCOL.md).
-
-        Returns the board's HELLO naming the new model; `BoardError` naming the step that failed
-        (the board keeps its old model then)."""
-        crc = zlib.crc32(data)
-        size = len(data)
-        chunk_size = max(1, min(chunk_size, m.MAX_CHUNK))
+        """Transfer a model into the board's staging area and activate it (model_push.py)."""
         with self._model_lock:
-            if not self.wait_connected(5.0):
-                raise m.BoardError(f"board {self.spec.port} is not connected")
-            ack = self.request(m.ModelBegin(size, crc), _model_ack(m.Stage.BEGIN), timeout_s, retries)
-            self._check_model_ack(ack, "begin", size)
-            offset = 0
-            budget = 2 * (size // chunk_size + 1) + retries  # BAD_OFFSET resumes allowed
-            while offset < size:
-                budget -= 1
-                if budget < 0:
-                    raise m.BoardError("model transfer: the board keeps asking for other offsets")
-                piece = data[offset:offset + chunk_size]
-                ack = self.request(m.ModelChunk(offset, piece), _chunk_ack(offset + len(piece)), timeout_s, retries)
-                if isinstance(ack, m.ModelAck) and ack.status == m.Status.BAD_OFFSET and ack.next_offset <= size:
-                    offset = ack.next_offset  # the board tells where to resume
-                    continue
-                self._check_model_ack(ack, f"chunk at {offset}", size)
-                offset = ack.next_offset
-            before = self.hello
-            ack = self.request(m.ModelEnd(size, crc), _model_ack(m.Stage.END), timeout_s, retries)
-            self._check_model_ack(ack, "end", size)
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline:
-                h = self.hello
-                if h is not None and h is not before and h.model_crc32 == crc and h.model_size == size:
-                    return h
-                info = self.request(m.GetInfo(), lambda a, _s: isinstance(a, m.Hello), timeout_s, 2)
-                if isinstance(info, m.Hello) and info.model_crc32 == crc:
-                    return info
-            raise m.BoardError("board acknowledged the model but does not report it as active")
-
-    def _check_model_ack(self, ack: Optional[m.Message], step: str, size: int) -> None:
-        if ack is None:
-            raise m.BoardError(f"model transfer: no answer from the board at {step}")
-        assert isinstance(ack, m.ModelAck)
-        if ack.status == m.Status.TOO_LARGE:
-            cap = self.hello.flash_capacity if self.hello else 0
-            raise m.BoardError(f"model of {size} bytes does not fit the board's staging area ({cap} bytes)")
-        if ack.status != m.Status.OK:
-            raise m.BoardError(f"model transfer failed at {step}: {m.Status(ack.status).name}")
+            return push_model(self, data, chunk_size, timeout_s, retries)
 
     # ---------------------------------------------------------------- port thread
     def _run(self) -> None:
@@ -557,23 +442,8 @@ def _ack_for(msg_type: int) -> Callable[[m.Message, set], bool]:
     return lambda a, seqs: isinstance(a, m.Ack) and a.acked_type == msg_type and a.acked_seq in seqs
 
 
-def _model_ack(stage: m.Stage) -> Callable[[m.Message, set], bool]:
-    return lambda a, _s: isinstance(a, m.ModelAck) and a.stage == stage
-
-
-def _chunk_ack(next_offset: int) -> Callable[[m.Message, set], bool]:
-    return lambda a, _s: (isinstance(a, m.ModelAck) and a.stage == m.Stage.CHUNK
-                          and (a.next_offset == next_offset or a.status != m.Status.OK))
-
-
 def _enum_name(cls: type, value: int) -> str:
     try:
         return cls(value).name
     except ValueError:
         return str(value)
-
-
-def _replace(settings: LinkSettings, **changes) -> LinkSettings:  # noqa: ANN003
-    import dataclasses
-
-    return dataclasses.replace(settings, **changes)

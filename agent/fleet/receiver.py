@@ -13,9 +13,17 @@ running.
 Every step is reported on the device's `push` topic (per-chunk acknowledgement, final
 outcome); every rejection names its reason. All methods run on the fleet service's single
 worker thread.
+
+Nothing unsigned touches the transfer state: a manifest counts as seen, pending or handled
+only under the digest of the content its verified signature covers, so a forged copy of a
+real manifest (same fields, no valid signature) cannot shadow the genuine one on another
+topic. Rejections of unverified input are answered at a bounded rate, and everything kept
+per manifest is bounded, however many forgeries arrive.
 """
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import logging
 import time
@@ -23,12 +31,13 @@ from typing import Callable, Mapping, Optional, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .errors import FleetError, MessageError, ModelRejected, SignatureError
-from .manifest import Manifest
-from .messages import ACTIVE, REJECTED, RECEIVING, SELF_TEST, VERIFYING, Progress
+from keywire.protocol.errors import FleetError, MessageError, ModelRejected, SignatureError
+from keywire.protocol.manifest import Manifest
+from keywire.protocol.messages import ACTIVE, REJECTED, RECEIVING, SELF_TEST, VERIFYING, Progress
+from keywire.protocol.topics import DeviceTopics, FleetTopics
+
 from .selftest import DeviceProfile, check_manifest
-from .store import ModelStore, Staging
-from .topics import DeviceTopics, FleetTopics
+from .store import ModelStore, Staging, checked_digest
 
 log = logging.getLogger("keywire.fleet.push")
 
@@ -41,8 +50,47 @@ class Transport(Protocol):
     def unsubscribe(self, topic: str) -> None: ...
 
 
-Activate = Callable[[bytes, Manifest], None]   # self-test, install, switch; ModelRejected on failure
+Activate = Callable[[bytes, Manifest], str]    # self-test, install, switch -> a note; ModelRejected on failure
 Report = Callable[[Progress], None]
+
+SEEN_DIGESTS = 64          # verified manifests remembered as handled (the newest ones)
+
+
+class RejectionLimiter:
+    """Answers to unverified input at a bounded rate: a token bucket (`burst`, then one per
+    `every_s`) and no second answer to a payload answered recently. Bounded memory."""
+
+    def __init__(self, burst: int = 8, every_s: float = 2.0, remember: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst, self.every_s, self._clock = burst, every_s, clock
+        self._tokens = float(burst)
+        self._at = clock()
+        self._recent: "collections.OrderedDict[str, None]" = collections.OrderedDict()
+        self._remember = remember
+        self.suppressed = 0
+
+    def allow(self, payload: bytes) -> bool:
+        key = hashlib.sha256(payload).hexdigest()
+        if key in self._recent:
+            self._recent.move_to_end(key)
+            self.suppressed += 1
+            return False
+        self._recent[key] = None
+        while len(self._recent) > self._remember:
+            self._recent.popitem(last=False)
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) / self.every_s)
+        self._at = now
+        if self._tokens < 1.0:
+            self.suppressed += 1
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+def signed_digest(m: Manifest) -> str:
+    """The digest of what a manifest's signature covers: its identity once verified."""
+    return hashlib.sha256(m.signed_bytes()).hexdigest()
 
 
 class PushReceiver:
@@ -64,8 +112,9 @@ class PushReceiver:
         self.window = max(1, window)
         self.report_interval_s = report_interval_s
         self._last_report = 0.0
-        self._candidates: dict[str, Manifest] = {}
-        self._handled: set[tuple[str, float]] = set()
+        self._candidates: dict[str, Manifest] = {}   # per desired topic: verified manifests only
+        self._handled: "collections.OrderedDict[str, None]" = collections.OrderedDict()  # signed digests
+        self.limiter = RejectionLimiter()
         self._manifest: Optional[Manifest] = None
         self._staging: Optional[Staging] = None
         self._subscribed: set[int] = set()
@@ -96,41 +145,49 @@ class PushReceiver:
             return
         try:
             m = Manifest.from_json(payload)
-        except MessageError as exc:
-            self._reject(_sha_hint(payload), f"malformed manifest on {topic}: {exc}")
-            return
-        key = (m.sha256, m.issued_at)
-        if key in self._handled and topic in self._candidates and self._candidates[topic] == m:
-            return
-        try:
             m.verify(self.trusted)
-        except SignatureError as exc:
-            if key not in self._handled:
-                self._handled.add(key)
-                self._reject(m.sha256, str(exc), m)
+            checked_digest(m.sha256)
+        except (MessageError, SignatureError, FleetError) as exc:
+            # Unverified: remembered nowhere but in the limiter, answered at a bounded rate.
+            if self.limiter.allow(payload):
+                what = "malformed manifest" if isinstance(exc, MessageError) else "refused manifest"
+                self._reject(_sha_hint(payload), f"{what} on {topic}: {exc}")
             return
+        if self._candidates.get(topic) == m:
+            return  # the same signed manifest again (a retained copy after reconnecting)
         self._candidates[topic] = m
         self._consider()
+
+    def _was_handled(self, digest: str) -> bool:
+        """True if this signed manifest was dealt with before; marks it handled otherwise."""
+        if digest in self._handled:
+            return True
+        self._handled[digest] = None
+        while len(self._handled) > SEEN_DIGESTS:
+            self._handled.popitem(last=False)
+        return False
 
     def _consider(self) -> None:
         if not self._candidates:
             return
         m = max(self._candidates.values(), key=lambda c: c.issued_at)
-        key = (m.sha256, m.issued_at)
+        digest = signed_digest(m)
         st = self.store.state()
         if self._manifest is not None and self._manifest.sha256 == m.sha256:
             return  # already on it
         if st.active is not None and st.active.sha256 == m.sha256:
-            if key not in self._handled:
-                self._handled.add(key)
+            if not self._was_handled(digest):
                 self.report(Progress(self.device.device_id, m.sha256, ACTIVE, m.n_chunks, m.n_chunks,
                                      version=m.version, time=time.time()))
             return
-        if key in self._handled:
+        if self._was_handled(digest):
             return
-        self._handled.add(key)
         if m.sha256 in st.rejected:
             self._reject(m.sha256, "this model failed on this device before; push a new version", m)
+            return
+        if m.sha256 in st.deferred and m.issued_at <= st.issued_at:
+            self._reject(m.sha256, "rolled back after the agent stopped uncleanly with it; push it again to "
+                                   "retry", m)
             return
         if m.issued_at < st.issued_at:
             log.info("ignoring manifest %s issued before the installed one (replay or stale)", m.sha256[:12])
@@ -207,7 +264,7 @@ class PushReceiver:
         try:
             data = staging.assemble()
             self._progress(SELF_TEST)
-            self.activate(data, m)
+            note = self.activate(data, m)
         except (ModelRejected, FleetError) as exc:
             self._abandon()
             staging.discard()
@@ -223,8 +280,8 @@ class PushReceiver:
             return
         self._abandon()
         staging.discard()
-        self.report(Progress(self.device.device_id, m.sha256, ACTIVE, m.n_chunks, m.n_chunks, version=m.version,
-                             time=time.time()))
+        self.report(Progress(self.device.device_id, m.sha256, ACTIVE, m.n_chunks, m.n_chunks, reason=note,
+                             version=m.version, time=time.time()))
 
     # ------------------------------------------------------------ reports
     def _progress(self, state: str, reason: str = "") -> None:
@@ -246,6 +303,8 @@ def _sha_hint(payload: bytes) -> str:
     try:
         obj = json.loads(payload)
         sha = obj.get("sha256") if isinstance(obj, dict) else None
-        return sha if isinstance(sha, str) and len(sha) == 64 else ""
+        return checked_digest(sha)
+    except FleetError:
+        return ""
     except (ValueError, UnicodeDecodeError):
         return ""

@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from keywire.agent.fleet.signing import generate_keys
+from keywire.protocol.signing import generate_keys
 
 from .models import build_model, variant
 
@@ -32,6 +32,7 @@ class FleetModels:
     wrong_shape: Path   # fe.window_step_ms=10: 97 frames declared, the network takes 49
     wrong_rate: Path    # 8 kHz audio: this device delivers 16 kHz
     bad_classes: Path   # declares 3 classes, the network outputs 4: fails the self-test
+    three_classes: Path  # a sound model with 3 classes (a 4-value threshold list does not fit it)
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +45,8 @@ def fleet_models(cache_dir: Path) -> FleetModels:
         wrong_shape=variant(base, d / "wrong_shape.tflite", version="ws", fe__window_step_ms=10),
         wrong_rate=variant(base, d / "wrong_rate.tflite", version="wr", fe__sample_rate_hz=8000,
                            fe__filterbank_upper_band_limit=3800.0),
-        bad_classes=variant(base, d / "bad_classes.tflite", version="bc", classes=["yes", "no", "_unknown_"]))
+        bad_classes=variant(base, d / "bad_classes.tflite", version="bc", classes=["yes", "no", "_unknown_"]),
+        three_classes=build_model(d / "three_classes.tflite", version="3c", classes=("yes", "no", "_unknown_")))
 
 
 @pytest.fixture

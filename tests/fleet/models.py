@@ -14,7 +14,7 @@ from pathlib import Path
 
 _BUILD = r"""
 import sys, numpy as np, tensorflow as tf
-frames, channels, units, out = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[1]
+frames, channels, units, out, n_out = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[1], int(sys.argv[5])
 tf.keras.utils.set_random_seed(0)
 inp = tf.keras.Input((frames, channels, 1))
 x = tf.keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inp)
@@ -22,8 +22,8 @@ x = tf.keras.layers.Flatten()(x)
 x = tf.keras.layers.Dense(units, activation="relu")(x)
 # The output bias makes "yes" the top class on near-constant input (silence), so tests that run
 # it on silence with threshold 0 get a steady stream of detections on every machine.
-y = tf.keras.layers.Dense(4, activation="softmax", kernel_initializer="zeros",
-                          bias_initializer=tf.keras.initializers.Constant([2.0, 0.0, 0.0, 0.0]))(x)
+y = tf.keras.layers.Dense(n_out, activation="softmax", kernel_initializer="zeros",
+                          bias_initializer=tf.keras.initializers.Constant([2.0] + [0.0] * (n_out - 1)))(x)
 m = tf.keras.Model(inp, y)
 rng = np.random.default_rng(0)
 def rep():
@@ -41,10 +41,12 @@ open(out, "wb").write(c.convert())
 CLASSES = ["yes", "no", "_unknown_", "_silence_"]
 
 
-def build_model(path: Path, units: int = 172, name: str = "fleet-test", version: str = "1") -> Path:
+def build_model(path: Path, units: int = 172, name: str = "fleet-test", version: str = "1",
+                classes: tuple[str, ...] = tuple(CLASSES)) -> Path:
     """An int8 model for the default MLTK frontend (49 x 32), ~250 kB with the default units, with SL_PARAMSv1."""
-    from keywire.agent.params import write_params
-    from keywire.agent.settings import DetectionSettings, FrontendSettings
+    from keywire.protocol.detection import DetectionSettings
+    from keywire.protocol.frontend_settings import FrontendSettings
+    from keywire.protocol.sl_params import write_params
 
     fe = FrontendSettings(window_size_ms=30, window_step_ms=20)
     raw = path.with_suffix(".raw.tflite")
@@ -53,9 +55,10 @@ def build_model(path: Path, units: int = 172, name: str = "fleet-test", version:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
             return path
-        subprocess.run([sys.executable, "-c", _BUILD, str(raw), str(fe.n_frames), str(fe.n_channels), str(units)],
+        subprocess.run([sys.executable, "-c", _BUILD, str(raw), str(fe.n_frames), str(fe.n_channels), str(units),
+                        str(len(classes))],
                        check=True, capture_output=True)
-        params = {"name": name, "version": version, "classes": CLASSES, **fe.to_params(),
+        params = {"name": name, "version": version, "classes": list(classes), **fe.to_params(),
                   **DetectionSettings(detection_threshold=200).to_params()}
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(write_params(raw.read_bytes(), params))
@@ -66,7 +69,7 @@ def build_model(path: Path, units: int = 172, name: str = "fleet-test", version:
 
 def variant(base: Path, out: Path, **updates) -> Path:
     """A copy of `base` with some parameters changed (keys with dots given as fe__x -> fe.x)."""
-    from keywire.agent.params import merge_params
+    from keywire.protocol.sl_params import merge_params
 
     if not out.exists():
         params = {k.replace("__", "."): v for k, v in updates.items()}

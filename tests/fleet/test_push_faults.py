@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
-from keywire.agent.fleet.manifest import build_manifest, split
-from keywire.agent.fleet.signing import generate_keys, load_private_key
+from keywire.protocol.manifest import build_manifest, split
+from keywire.protocol.signing import generate_keys, load_private_key
 from keywire.agent.fleet.store import ModelStore
-from keywire.agent.fleet.topics import FleetTopics
+from keywire.protocol.topics import FleetTopics
 
 from .conftest import FLEET, device_status, run_keywire
 
@@ -202,7 +202,7 @@ def test_oversize_and_unservable_models_are_refused(broker, start_agent, observe
                           (fleet_models.bad_classes, "does not load")):
         r = run_keywire("push", str(model), "--mqtt", broker.url, "--fleet", FLEET, "--key", str(keys[0]),
                         "--device", "dev1", "--wait", "30")
-        assert r.returncode == 6, r.stdout + r.stderr
+        assert r.returncode == 11, r.stdout + r.stderr
         assert "FAILED dev1: rejected:" in r.stdout and reason in r.stdout, r.stdout
     assert model_version(obs) == "1"
     # a rejected model is not retried; a good one still goes through
@@ -235,32 +235,8 @@ def test_garbage_on_every_subscribed_topic(broker, start_agent, observe, fleet_m
     assert agent.alive
     replies = obs.json_on("/dev1/reply")
     assert len(replies) >= len(payloads) and not any(r["ok"] for r in replies)
-    assert any("detection_threshold must be 0-255" in r["reason"] for r in replies)
+    assert any("detection_threshold" in r["reason"] and "0..255" in r["reason"] for r in replies)  # the table's limit
     assert model_version(obs) == "1"
     obs.publish(T.chunk(m.sha256, 5), chunks[5], retain=True)          # the real transfer still completes
     wait_state(obs, m.sha256, "active")
     obs.wait_for(lambda: model_version(obs) == "2", what="v2 after the garbage")
-
-
-def test_new_model_that_keeps_crashing_the_agent_is_rolled_back(broker, start_agent, observe, fleet_models, keys,
-                                                                 tmp_path):
-    """An agent that dies twice before a new model proved healthy (10 s of inferences) goes
-    back to the last-known-good model at its next start, and never retries the bad one."""
-    obs = observe(broker)
-    state = tmp_path / "state"
-    agent = start_agent(broker, "dev1", state_dir=state)
-    online(obs)
-    m, _ = send_model(obs, fleet_models.v2, keys[0])
-    obs.wait_for(lambda: model_version(obs) == "2", what="v2 active")
-    for _ in range(2):
-        agent.kill()                                  # crash while v2 is still pending
-        assert ModelStore(state).state().pending
-        obs.messages.clear()
-        agent = start_agent(broker, "dev1", state_dir=state)
-        online(obs)
-    assert model_version(obs) == "1"
-    st = ModelStore(state).state()
-    assert st.active.version == "1" and m.sha256 in st.rejected
-    p = wait_state(obs, m.sha256, "rejected")          # the retained desired v2 is refused, not retried
-    assert "failed on this device before" in p["reason"]
-    assert "rolled back" in agent.log()

@@ -7,9 +7,9 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from keywire.agent.fleet.manifest import build_manifest
-from keywire.agent.fleet.signing import load_private_key
-from keywire.agent.fleet.topics import FleetTopics
+from keywire.protocol.manifest import build_manifest
+from keywire.protocol.signing import load_private_key
+from keywire.protocol.topics import FleetTopics
 
 from tests.fixtures.broker import free_port
 from tests.fixtures.paths import REPO

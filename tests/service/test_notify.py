@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keywire.agent.service import ServiceEnvironment, ServiceNotifier
+from keywire.agent.systemd_notify import ServiceEnvironment, ServiceNotifier
 
 from ..fixtures.speech import stream_of_words
 from .agent_process import AgentProcess, NotifySocket
@@ -198,7 +198,7 @@ def test_environment_parsing():
 
 def test_plain_socket_sender_for_systems_without_systemd_python(notify):
     """The fallback sender speaks the same datagram protocol, also to abstract socket names."""
-    from keywire.agent.service import _socket_notify
+    from keywire.agent.systemd_notify import _socket_notify
 
     assert _socket_notify(notify.path, "READY=1\nSTATUS=up")
     m = notify.wait_for(lambda m: m.fields.get("READY") == "1", timeout=2)

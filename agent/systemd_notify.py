@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 if TYPE_CHECKING:
+    from .component import AgentContext, Tick
     from .events import Detection
 
 log = logging.getLogger("keywire.service")
@@ -214,19 +215,21 @@ def journal_handler(env: ServiceEnvironment, level: int = logging.INFO) -> Optio
 
 
 class ServiceComponent:
-    """Attaches a `ServiceNotifier` to the running `Agent` (an `AgentComponent`).
+    """Attaches a `ServiceNotifier` to the running agent (an `AgentComponent`).
 
     READY=1 from the agent's first-inference callback (and again after each reload),
     WATCHDOG=1 from `tick()` (the processing loop), STATUS= at most once per `status_every_s`.
     The CLI's signal handlers call `reloading()` (SIGHUP) and `stopping()` (SIGTERM).
     """
 
+    sink = None  # consumes no detections: it counts them from the ticks
+
     def __init__(self, notifier: ServiceNotifier, status_every_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.notifier = notifier
         self.status_every_s = status_every_s
         self._clock = clock
-        self._agent: Any = None
+        self._agent: Optional[AgentContext] = None
         self._samples = 0
         self._inferences = 0
         self.detections = 0
@@ -234,14 +237,12 @@ class ServiceComponent:
         self.last_tick = clock()
 
     # ------------------------------------------------------------ AgentComponent
-    def start(self, agent: Any) -> None:
+    def start(self, agent: AgentContext) -> None:
         self._agent = agent
-        agent.ready_callbacks.append(self._on_ready)
-        callbacks = getattr(agent, "reload_callbacks", None)
-        if callbacks is not None:
-            callbacks.append(self._on_reloaded)
+        agent.on_ready(self._on_ready)
+        agent.on_reload(self._on_reloaded)
 
-    def tick(self, agent: Any, tick: Any) -> None:
+    def tick(self, tick: Tick) -> None:
         self.last_tick = self._clock()
         self._samples += tick.samples
         self._inferences += tick.inferences
@@ -256,11 +257,11 @@ class ServiceComponent:
         self.notifier.close()
 
     # ------------------------------------------------------------ life cycle
-    def _on_ready(self, agent: Any) -> None:
+    def _on_ready(self) -> None:
         self.notifier.ready(self.status_text())
         log.info("ready: %s", self.status_text())
 
-    def _on_reloaded(self, agent: Any, ok: bool) -> None:
+    def _on_reloaded(self, ok: bool) -> None:
         text = self.status_text() if ok else "reload failed, running the previous configuration | " + self.status_text()
         self.notifier.ready(text)
 
@@ -282,13 +283,13 @@ class ServiceComponent:
         if agent is None:
             return "starting"
         model = f"{agent.model.name}" + (f" v{agent.model.version}" if agent.model.version else "")
-        audio = getattr(getattr(agent, "audio", None), "state", None)
-        source = agent.config.source + (f" ({audio.value})" if audio is not None else "")
+        audio = agent.audio_status()
+        source = f"{audio.source} ({audio.state.value})"
         return format_status(model, source, self.detections, self._mqtt_state(agent))
 
-    def _mqtt_state(self, agent: Any) -> str:
-        for c in getattr(agent, "components", ()):
-            state = getattr(c, "mqtt_state", None)
-            if state is not None:
-                return str(state() if callable(state) else state)
+    @staticmethod
+    def _mqtt_state(agent: AgentContext) -> str:
+        mqtt = agent.component_status().get("mqtt")
+        if mqtt is not None:
+            return str(mqtt.get("state", ""))
         return "off" if not agent.config.mqtt.url else "not started"
