@@ -14,6 +14,22 @@ from typing import Any, Mapping
 from .errors import ParamsError
 
 
+# Integer settings that size buffers and shifts, with ranges every MLTK model keeps well inside:
+# a model declaring more is refused before anything is allocated.
+SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "sample_rate_hz": (1000, 192_000),
+    "sample_length_ms": (1, 60_000),
+    "window_size_ms": (1, 1000),
+    "window_step_ms": (1, 1000),
+    "filterbank_n_channels": (1, 512),
+    "fft_length": (0, 65_536),
+    "mfcc_n_coefficients": (1, 512),
+    "noise_reduction_smoothing_bits": (0, 30),
+    "pcan_gain_bits": (0, 30),
+    "log_scale_shift": (0, 30),
+}
+
+
 @dataclass(frozen=True)
 class FrontendSettings:
     """MLTK AudioFeatureGenerator settings (`fe.*`), with MLTK's defaults."""
@@ -114,6 +130,10 @@ class FrontendSettings:
         return out
 
     def validate(self) -> None:
+        for name, (low, high) in SIZE_LIMITS.items():  # bounds first: sizes below allocate memory
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ParamsError(f"fe.{name} = {value!r} is out of range {low}..{high}")
         if self.sample_rate_hz <= 0:
             raise ParamsError(f"fe.sample_rate_hz must be positive, got {self.sample_rate_hz}")
         if self.window_samples <= 0 or self.step_samples <= 0:

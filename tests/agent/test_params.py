@@ -53,3 +53,12 @@ def test_write_params_on_generated_model(tiny_tflite):
     assert P.read_params(out) == {"classes": ["a", "b"], "fe.sample_rate_hz": 16000}
     out2 = P.write_params(out, {"classes": ["c"]})
     assert P.read_params(out2) == {"classes": ["c"]}
+
+
+def test_frontend_sizes_are_bounded_before_anything_is_allocated():
+    from keywire.protocol.frontend_settings import FrontendSettings
+
+    for key, value in (("fe.filterbank_n_channels", 10 ** 9), ("fe.sample_length_ms", 10 ** 7),
+                       ("fe.fft_length", 1 << 30), ("fe.log_scale_shift", 64)):
+        with pytest.raises(ParamsError, match=f"{key} = {value} is out of range"):
+            FrontendSettings.from_params({key: value})
