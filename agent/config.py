@@ -3,7 +3,7 @@ frozen dataclasses that are passed to the engines (which never read argv or the 
 
 File layout (`/etc/keywire/agent.toml`)::
 
-    model = "/var/lib/keywire/models/active.tflite"
+    model = "/var/lib/keywire/models/active.tflite"   # or a list: the first is the primary
     source = "mic"
     device_id = "kitchen-pi"
     state_dir = "/var/lib/keywire"
@@ -71,7 +71,8 @@ class BoardConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    model: str = ""
+    model: str = ""                     # the primary model (a fleet push replaces it)
+    extra_models: Tuple[str, ...] = ()  # more models on the same audio, each with its own parameters
     source: str = "mic"
     realtime: bool = True
     device_id: str = field(default_factory=socket.gethostname)
@@ -91,13 +92,23 @@ class AgentConfig:
             raise ConfigError(f"state dir {self.state_dir} is not a directory")
         if not self.model and not self.state_dir and not (self.board.port and self.board.mode == "detect"):
             raise ConfigError("no model given (--model or 'model' in the config file)")
-        if self.chunk_ms <= 0:
-            raise ConfigError(f"chunk_ms must be positive, got {self.chunk_ms}")
+        for where, value, low, high in _ranges(self):
+            if not low <= value <= high:
+                raise ConfigError(f"{where} = {value!r} is out of range {low:g}..{high:g}")
         if self.board.mode not in ("detect", "stream"):
             raise ConfigError(f"board mode must be 'detect' or 'stream', got {self.board.mode!r}")
         if self.mqtt.protocol not in ("3.1.1", "5"):
             raise ConfigError(f"mqtt protocol must be '3.1.1' or '5', got {self.mqtt.protocol!r}")
         return self
+
+
+def _ranges(c: AgentConfig) -> tuple[tuple[str, float, float, float], ...]:
+    """Numeric settings outside the detection table, with their ranges."""
+    return (("chunk_ms", c.chunk_ms, 1, 10_000), ("[led] blink_ms", c.led.blink_ms, 1, 60_000),
+            ("[led] activity_dbfs", c.led.activity_dbfs, -150, 0),
+            ("[mqtt] telemetry_s", c.mqtt.telemetry_s, 0.1, 86_400),
+            ("[mqtt] keepalive_s", c.mqtt.keepalive_s, 1, 65_535),  # MQTT's 16-bit keep-alive
+            ("[mqtt] ha_max_event_age_s", c.mqtt.ha_max_event_age_s, 0, 86_400 * 365))
 
 
 _SECTIONS = {"detection": DetectionOverrides, "led": LedConfig, "mqtt": MqttConfig, "board": BoardConfig}
@@ -144,8 +155,12 @@ def build_config(file_values: Mapping[str, Any], overrides: Mapping[str, Any],
             sections[key].update(value)
         else:
             top[key] = value
+    if isinstance(top.get("model"), list):   # model = ["A.tflite", "B.tflite"]
+        if not top["model"]:
+            raise ConfigError("config: model is an empty list")
+        top["model"], top["extra_models"] = top["model"][0], tuple(top["model"][1:])
     for key, value in overrides.items():
-        if value is None or (isinstance(value, (list, tuple)) and not value):
+        if value is None or (isinstance(value, (list, tuple)) and not value and key != "extra_models"):
             continue
         section, dot, name = key.partition(".")
         if dot:

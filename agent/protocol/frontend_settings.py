@@ -167,6 +167,6 @@ def _coerce(key: str, value: Any, type_name: Any) -> Any:
             return float(value)
         if t == "str":
             return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ParamsError(f"parameter {key} has invalid value {value!r}") from exc
+    except (TypeError, ValueError, OverflowError):
+        raise ParamsError(f"parameter {key} has invalid value {str(value)[:40]!r}") from None
     return value

@@ -50,6 +50,8 @@ def test_config_values_of_the_wrong_type_or_range(tmp_path: Path):
         ('[detection]\nsuppression_ms = 9223372036854775807\n', ("suppression_ms", "out of range 0..60000")),
         ('[detection]\ndetection_threshold_list = []\n', ("detection_threshold_list", "1..256 values")),
         ('detection = 3\n', ("[detection] must be a table",)),
+        ('chunk_ms = 1000000000\n', ("chunk_ms = 1000000000 is out of range 1..10000",)),
+        ('[mqtt]\nkeepalive_s = 0\n', ("[mqtt] keepalive_s = 0 is out of range 1..65535",)),
     ):
         cfg.write_text(f'model = "{MODEL}"\nsource = "silence"\n' + text)
         one_line(agent("run", "--config", str(cfg)), ExitCode.CONFIG, *words)
