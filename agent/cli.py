@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="listen and report detections")
     run.add_argument("--config", help="TOML config file (every option below can be set there)")
-    run.add_argument("--model", help="model .tflite (MLTK or keywire, SL_PARAMSv1 parameters)")
+    run.add_argument("--model", action="append",
+                     help="model .tflite (MLTK or keywire, SL_PARAMSv1 parameters); repeat to run "
+                          "several on the same audio (the first is the primary one)")
     run.add_argument("--source", help="mic[:DEVICE] | file:PATH | stdin[@RATE] | silence")
     run.add_argument("--no-realtime", dest="realtime", action="store_false", default=None,
                      help="process a file as fast as possible instead of at real-time pace")
@@ -118,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 def overrides_from_args(a: argparse.Namespace) -> dict[str, Any]:
     """Command-line values as config overrides (None = not given)."""
     return {
-        "model": a.model, "source": a.source, "realtime": a.realtime,
+        "model": a.model[0] if a.model else None,
+        "extra_models": tuple(a.model[1:]) if a.model else None, "source": a.source, "realtime": a.realtime,
         "device_id": a.device_id, "state_dir": a.state_dir, "log_level": a.log_level,
         "json_events": False if a.quiet else None,
         **{f"detection.{name}": getattr(a, name) for name in LIMITS},
