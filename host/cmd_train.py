@@ -111,6 +111,8 @@ def transfer(
         r = r.replace(name=name, keywords=tuple(k.strip() for k in keywords.split(",") if k.strip()),
                       data=tuple(str(d) for d in data), epochs=epochs, learning_rate=learning_rate,
                       warmup_epochs=0, model="transfer", **({"frontend": fe} if fe else {}))
+        if fe is not None and fe.frontend_type == "speech_embedding" and shape:
+            r = r.replace(embedding_frames=shape[0])  # a head reads as many embeddings as its base
         r = apply_overrides(r, overrides) if overrides else r
         r.validate()
         if shape is not None:

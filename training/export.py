@@ -49,7 +49,8 @@ def to_int8_tflite(model: Any, representative: np.ndarray, mfcc: bool = False) -
     """Full-integer int8 .tflite; `representative` are float training inputs [n, ...].
 
     For int8 features two calibration examples span exactly -128..127, so the input gets
-    scale 1 and zero point 0 and the agent's int8 features feed it unchanged."""
+    scale 1 and zero point 0 and the agent's int8 features feed it unchanged. With `mfcc`
+    (float features: MFCC or speech embeddings) the input scale comes from the data."""
     import tensorflow as tf
 
     rep = np.asarray(representative, dtype=np.float32)
@@ -109,7 +110,7 @@ def to_float_tflite(model: Any, fe: FrontendSettings) -> bytes:
     """Float32 .tflite taking uint16 frontend values as float32 (MFCC: the features as they are)."""
     import keras
 
-    if fe.frontend_type == "mfcc":
+    if fe.frontend_type != "microfrontend":  # MFCC and speech embeddings feed floats as they are
         wrapped = model
     else:
         inp = keras.Input(shape=model.input_shape[1:], name="features_u16")

@@ -98,6 +98,8 @@ class Recipe:
                                           # averaged weights (0 = off)
     seed: int = 1
     max_clips_per_class: int = 0          # 0 = all (caps very large datasets)
+    embedding_frames: int = 16            # speech_embedding family: embeddings a head reads
+                                          # (80 ms apart; 16 cover about 2 s of audio)
     frontend: FrontendSettings = field(default_factory=FrontendSettings)
     augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
@@ -114,8 +116,12 @@ class Recipe:
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (TOML-writable: tuples become lists)."""
-        return _plain(dataclasses.asdict(self))
+        """Plain dict (TOML-writable: tuples become lists); a speech_embedding recipe writes
+        only its family's frontend fields."""
+        d = _plain(dataclasses.asdict(self))
+        if self.family == EMBEDDING:
+            d["frontend"] = {"type": EMBEDDING, **{k: d["frontend"][k] for k in _EMBEDDING_FIELDS[1:]}}
+        return d
 
     def to_toml(self) -> str:
         return dumps_toml(self.to_dict())
@@ -125,6 +131,12 @@ class Recipe:
 
     def replace(self, **changes: Any) -> "Recipe":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def family(self) -> str:
+        """Feature family: "speech_embedding" (heads over speech embeddings) or the
+        spectrogram frontends ("microfrontend", "mfcc")."""
+        return EMBEDDING if self.frontend.frontend_type == EMBEDDING else "microfrontend"
 
     def validate(self) -> None:
         """Structural checks that need no data (data-dependent checks live in dataset.py)."""
@@ -140,6 +152,8 @@ class Recipe:
         for name in ("epochs", "batch_size", "epoch_passes", "ensemble"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"recipe field '{name}' must be positive, got {getattr(self, name)}")
+        if self.family == EMBEDDING and not 1 <= self.embedding_frames <= 64:
+            raise ConfigError(f"recipe field 'embedding_frames' must be within 1..64, got {self.embedding_frames}")
         if self.learning_rate <= 0:
             raise ConfigError(f"recipe field 'learning_rate' must be positive, got {self.learning_rate}")
         if not 0.0 <= self.weight_averaging < 1.0:
@@ -186,6 +200,10 @@ class Recipe:
         except KeywireError as exc:
             raise ConfigError(f"recipe: {exc}") from exc
 
+
+EMBEDDING = "speech_embedding"
+# [frontend] fields a speech_embedding recipe may set: the embedding fixes everything else
+_EMBEDDING_FIELDS = ("frontend_type", "sample_rate_hz", "sample_length_ms", "embedding_sha256")
 
 _SECTIONS = {"frontend": FrontendSettings, "augmentation": AugmentationSettings,
              "detection": DetectionSettings}
@@ -260,9 +278,22 @@ def _section(name: str, values: Mapping[str, Any], current: Any, source: str) ->
     changes = {}
     for key, value in values.items():
         k = key[3:] if name == "frontend" and key.startswith("fe.") else key
+        if name == "frontend" and k == "type":
+            k = "frontend_type"  # `[frontend] type = "speech_embedding"` chooses the family
         if k not in fields:
             raise ConfigError(f"{source}: unknown field '{name}.{key}'{_suggest(k, fields, name + '.')}")
         changes[k] = _convert(f"{name}.{k}", value, getattr(current, k), source)
+    if name == "frontend":
+        if changes.get("frontend_type", current.frontend_type) == EMBEDDING:
+            mixed = sorted(k for k in changes if k not in _EMBEDDING_FIELDS)
+            if mixed:
+                raise ConfigError(f"{source} mixes feature families: [frontend] type = "
+                                  f"\"{EMBEDDING}\" with spectrogram field 'frontend.{mixed[0]}'")
+            current = FrontendSettings()  # spectrogram settings of a base recipe do not apply
+            if "embedding_sha256" not in changes:  # the pinned model the agent checks at load
+                from keywire.agent.frontend.embedding import EMBEDDING_SHA256
+
+                changes["embedding_sha256"] = EMBEDDING_SHA256
     return dataclasses.replace(current, **changes)
 
 
@@ -324,6 +355,10 @@ def load_recipe(path: Path | str, overrides: Optional[Mapping[str, Any]] = None)
         raise ConfigError(f"recipe {p} not found") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"recipe {p} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"recipe {p} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe {p}: {exc.strerror or exc}") from None
     r = from_dict(raw, source=f"recipe {p.name}")
     r = r.replace(data=_resolve(r.data, p.parent), train_data=_resolve(r.train_data, p.parent),
                   background_noise=_resolve(r.background_noise, p.parent),
@@ -382,6 +417,8 @@ def parse_cli_overrides(args: list[str]) -> dict[str, Any]:
             i += 1
             value = args[i]
         name = name.replace("-", "_")
+        if name == "frontend.type":
+            name = "frontend.frontend_type"
         if name not in field_names() and not name.startswith("model_options."):
             import difflib
 

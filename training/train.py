@@ -26,13 +26,14 @@ from keywire.agent.errors import ConfigError
 from .augment import noise_bank, spec_augment, stream_bed_pool
 from .dataset import SILENCE, SPLITS, UNKNOWN, Clip, Dataset, load_dataset
 from .features import FeatureCache, default_cache_dir, extract, model_input
-from .recipe import Recipe
+from .recipe import EMBEDDING, Recipe
 from . import zoo
 
 log = logging.getLogger("keywire.training")
 
 Progress = Callable[[str], None]
 ModelFactory = Callable[[tuple, int], Any]
+EMBEDDING_DIM = 96  # speech embedding width (keywire.agent.frontend.embedding.EMBEDDING_DIM)
 
 
 @dataclass
@@ -68,6 +69,10 @@ def _say(progress: Optional[Progress], msg: str) -> None:
 def prepare_data(recipe: Recipe, dataset: Dataset, cache_root: Optional[Path] = None,
                  progress: Optional[Progress] = None) -> PreparedData:
     """Features (cached) for every split, as float model inputs with labels."""
+    if recipe.family == EMBEDDING:
+        from .embeddings import prepare
+
+        return prepare(recipe, dataset, cache_root, progress)
     fe = recipe.frontend
     cache = FeatureCache(cache_root or default_cache_dir(), fe, recipe.augmentation,
                          noise_bank(dataset.noise_files, fe.sample_rate_hz), dataset.noise_files,
@@ -159,7 +164,11 @@ def _batches(recipe: Recipe, data: PreparedData, binary: bool, n_classes: int):
             sl = slice(i * recipe.batch_size, (i + 1) * recipe.batch_size)
             idx = self.order[sl]
             xb = x[idx, self.copy[sl]].copy()
-            if a.time_masks or a.freq_masks:
+            if recipe.family == EMBEDDING:  # a window at a random end position; no SpecAugment
+                from .embeddings import pick_windows
+
+                xb = pick_windows(xb, self.rng, recipe.embedding_frames)
+            elif a.time_masks or a.freq_masks:
                 spec_augment(xb, self.rng, a, fill=-128.0)
             yb = _targets(y[idx], n_classes, binary, recipe.label_smoothing)
             return xb, yb, w[y[idx]]
@@ -178,7 +187,7 @@ def _targets(y: np.ndarray, n_classes: int, binary: bool, smoothing: float) -> n
 def build_model(recipe: Recipe, factory: Optional[ModelFactory] = None):
     """(keras model, binary?) for the recipe's model name or a given factory (transfer)."""
     fe = recipe.frontend
-    shape = (fe.n_frames, fe.n_channels, 1)
+    shape = (recipe.embedding_frames, EMBEDDING_DIM) if recipe.family == EMBEDDING else (fe.n_frames, fe.n_channels, 1)
     if factory is not None:
         m = factory(shape, len(recipe.classes))
         return m, int(m.output_shape[-1]) == 1
@@ -188,10 +197,8 @@ def build_model(recipe: Recipe, factory: Optional[ModelFactory] = None):
 def check_recipe(recipe: Recipe) -> Dataset:
     """Everything that can be checked before training: recipe fields, model name, data."""
     recipe.validate()
-    if recipe.model != "transfer":  # transfer runs bring their own model factory
-        zoo.resolve(recipe.model)
-    for m in recipe.ensemble_models:
-        zoo.resolve(m["model"])
+    for name in ([recipe.model] if recipe.model != "transfer" else []) + [m["model"] for m in recipe.ensemble_models]:
+        zoo.check_family(name, recipe.family)  # transfer runs bring their own model factory
     return load_dataset(recipe)
 
 
@@ -332,7 +339,12 @@ def export_model_dir(recipe: Recipe, model: Any, data: PreparedData, out_dir: Pa
     rep = data.x["train"][:, 0]
     rng = np.random.default_rng(recipe.seed)
     rep = rep[rng.permutation(len(rep))[:300]]
-    int8 = with_params(to_int8_tflite(model, rep, fe.frontend_type == "mfcc"), params)
+    if recipe.family == EMBEDDING:
+        from .embeddings import embedding_model_sha256, pick_windows
+
+        rep = pick_windows(rep, rng, recipe.embedding_frames)
+        params.setdefault("fe.embedding_sha256", embedding_model_sha256())
+    int8 = with_params(to_int8_tflite(model, rep, fe.frontend_type != "microfrontend"), params)
     flt = with_params(to_float_tflite(model, fe), params)
     tfl, ftfl = out_dir / f"{recipe.name}.tflite", out_dir / f"{recipe.name}.float.tflite"
     tfl.write_bytes(int8)

@@ -132,6 +132,11 @@ def peek_base(path: Path | str) -> tuple[dict, Optional[tuple[int, ...]]]:
 
 def check_shape(shape: tuple[int, ...], fe: FrontendSettings, source: str) -> None:
     """`ConfigError` when a base input shape does not fit the frontend's features."""
+    if fe.frontend_type == "speech_embedding":  # a head: [N embeddings, 96]
+        if len(shape) != 2 or shape[1] != 96:
+            raise ConfigError(f"base model {source} takes input {list(shape)} but a speech_embedding head "
+                              "reads [N, 96] embeddings")
+        return
     n = 1
     for d in shape:
         n *= d

@@ -23,6 +23,7 @@ class ZooEntry:
     builder: Builder
     description: str
     binary: bool = False  # one sigmoid output (single keyword), else softmax over classes
+    family: str = "microfrontend"  # feature family of its input (spectrogram or speech_embedding)
 
 
 def _layers():
@@ -204,6 +205,50 @@ def binary_cnn(input_shape: Sequence[int], n_classes: int = 1, filters: Sequence
     return keras.Model(inp, out, name="binary_cnn")
 
 
+# ---------------------------------------------------------------- speech-embedding heads
+# Heads read [N, 96] speech embeddings (float, about -30..30; the int8 export quantizes
+# them with a scale learned from the training data). `family = "speech_embedding"`.
+def _head_stem(input_shape: Sequence[int], noise: float):
+    keras, layers = _layers()
+    inp = keras.Input(shape=tuple(input_shape), name="embeddings")
+    x = layers.Rescaling(0.1, name="rescale")(inp)
+    if noise > 0:
+        x = layers.GaussianNoise(noise, name="noise")(x)
+    return inp, x
+
+
+def embedding_conv(input_shape: Sequence[int], n_classes: int, filters: int = 64, layers_: int = 2,
+                   kernel: int = 3, units: int = 64, dropout: float = 0.3, noise: float = 0.05):
+    """Conv head: 1-D convolutions over the embedding sequence, global max pool, dense."""
+    keras, layers = _layers()
+    inp, x = _head_stem(input_shape, noise)
+    x = layers.Dropout(dropout / 2, name="in_drop")(x)
+    for i in range(layers_):
+        x = layers.Conv1D(filters, kernel, padding="valid", use_bias=False, name=f"c{i}_conv")(x)
+        x = layers.BatchNormalization(name=f"c{i}_bn")(x)
+        x = layers.ReLU(name=f"c{i}_relu")(x)
+    x = layers.GlobalMaxPooling1D(name="pool")(x)
+    x = layers.Dropout(dropout, name="drop")(x)
+    x = layers.Dense(units, activation="relu", name="fc")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="embedding_conv")
+
+
+def embedding_dense(input_shape: Sequence[int], n_classes: int, units: int = 128, depth: int = 2,
+                    dropout: float = 0.3, noise: float = 0.05):
+    """Dense head (openWakeWord's shape): flatten the N x 96 window, dense layers."""
+    keras, layers = _layers()
+    inp, x = _head_stem(input_shape, noise)
+    x = layers.Flatten(name="flat")(x)
+    for i in range(depth):
+        x = layers.Dropout(dropout, name=f"d{i}_drop")(x)
+        x = layers.Dense(units, use_bias=False, name=f"d{i}_fc")(x)
+        x = layers.BatchNormalization(name=f"d{i}_bn")(x)
+        x = layers.ReLU(name=f"d{i}_relu")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="embedding_dense")
+
+
 ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("on_off_cnn", on_off_cnn, "MLTK on/off CNN: 3 strided conv + BN + ReLU, max-pool, dense"),
     ZooEntry("ds_cnn", ds_cnn, "DS-CNN (Hello Edge): depthwise-separable conv blocks"),
@@ -212,6 +257,10 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("mobilenetv2", mobilenetv2, "MobileNetV2-style inverted residual net (transfer base)"),
     ZooEntry("dnn", dnn, "plain feed-forward baseline"),
     ZooEntry("binary_cnn", binary_cnn, "single-keyword sigmoid detector", binary=True),
+    ZooEntry("embedding_conv", embedding_conv, "speech-embedding head: 1-D conv over N embeddings, max pool",
+             family="speech_embedding"),
+    ZooEntry("embedding_dense", embedding_dense, "speech-embedding head: dense layers over N x 96",
+             family="speech_embedding"),
 )}
 
 
@@ -235,13 +284,25 @@ def resolve(spec: str) -> ZooEntry:
         builder = getattr(mod, fn, None)
         if not callable(builder):
             raise ConfigError(f"recipe field 'model': {p} has no function {fn}(input_shape, n_classes)")
-        return ZooEntry(f"{p.stem}:{fn}", builder, f"user builder {p}", binary=bool(getattr(mod, "BINARY", False)))
+        return ZooEntry(f"{p.stem}:{fn}", builder, f"user builder {p}", binary=bool(getattr(mod, "BINARY", False)),
+                        family=str(getattr(mod, "FAMILY", "microfrontend")))
     import difflib
 
     close = difflib.get_close_matches(spec, list(ZOO), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise ConfigError(f"recipe field 'model': unknown model {spec!r}{hint}; choose one of "
                       f"{', '.join(ZOO)} or a path to a .py builder")
+
+
+def check_family(spec: str, family: str) -> ZooEntry:
+    """The zoo entry, if it reads the recipe's feature family; `ConfigError` otherwise (a
+    spectrogram model cannot read speech embeddings, nor a head spectrograms)."""
+    entry = resolve(spec)
+    spectrogram = ("microfrontend", "mfcc")
+    if (entry.family in spectrogram) != (family in spectrogram):
+        raise ConfigError(f"recipe mixes feature families: model {spec!r} reads {entry.family} features "
+                          f"but [frontend] type is {family!r}")
+    return entry
 
 
 def build(spec: str, input_shape: Sequence[int], n_classes: int, options: Mapping[str, Any] | None = None):

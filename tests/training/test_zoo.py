@@ -15,8 +15,10 @@ CODE = r"""
 import json, sys
 from keywire.training import zoo
 out = {}
-for shape in [(49, 40, 1), (98, 32, 1)]:
-    for name in zoo.ZOO:
+for shape in [(49, 40, 1), (98, 32, 1), (16, 96), (8, 96)]:
+    for name, entry in zoo.ZOO.items():
+        if (entry.family == "speech_embedding") != (len(shape) == 2):
+            continue
         m, binary = zoo.build(name, shape, 5)
         out[f"{name}{shape}"] = [list(m.input_shape[1:]), m.output_shape[-1], binary, m.count_params()]
 m, binary = zoo.build(sys.argv[1] if len(sys.argv) > 1 else "", (49, 40, 1), 3)
@@ -40,8 +42,10 @@ def test_each_zoo_model_builds_for_the_shape(tmp_path: Path) -> None:
     builder.write_text(BUILDER)
     r = run_python(CODE.replace('sys.argv[1] if len(sys.argv) > 1 else ""', repr(str(builder))))
     out = json.loads(r.stdout.split("RESULT", 1)[1])
-    for shape in ([49, 40, 1], [98, 32, 1]):
+    for shape in ([49, 40, 1], [98, 32, 1], [16, 96], [8, 96]):
         for name, entry in ZOO.items():
+            if (entry.family == "speech_embedding") != (len(shape) == 2):
+                continue  # spectrogram models read [frames, channels, 1], heads [N, 96]
             in_shape, units, binary, params = out[f"{name}{tuple(shape)}"]
             assert in_shape == shape
             assert units == (1 if entry.binary else 5) and binary == entry.binary

@@ -1,0 +1,119 @@
+"""Speech-embedding heads: a recipe with `[frontend] type = "speech_embedding"` trains a tiny
+head on espeak-ng words through `keywire train`, exports int8 and float .tflite files the
+agent loads and detects with, and a second run reads every embedding from the cache."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keywire.agent.model import KeywordModel
+from keywire.agent.params import read_params
+from keywire.agent.spotter import KeywordSpotter
+from keywire.protocol.errors import ConfigError
+from keywire.training.evaluate import evaluate_folder
+from keywire.training.recipe import dumps_toml, from_dict, load_recipe
+
+from tests.fixtures.speech import stream_of_words
+
+HEAD_RECIPE = {
+    "name": "head",
+    "description": "test head: espeak-ng yes/no on speech embeddings",
+    "keywords": ["yes", "no"],
+    "model": "embedding_conv",
+    "model_options": {"filters": 32, "units": 32, "dropout": 0.2},
+    "embedding_frames": 12,
+    "epochs": 20,
+    "batch_size": 32,
+    "learning_rate": 0.005,
+    "early_stopping_patience": 0,
+    "unknown_class_percentage": 100.0,
+    "silence_class_percentage": 50.0,
+    "seed": 3,
+    "frontend": {"type": "speech_embedding"},
+    "augmentation": {"copies": 2, "noise_dbfs": [-60.0, -35.0], "stream_probability": 0.5},
+    "detection": {"detection_threshold": 150, "minimum_count": 2, "average_window_duration_ms": 400,
+                  "suppression_ms": 1000},
+}
+
+
+@pytest.fixture(scope="module")
+def head_run(keywire_cli, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Train the head once for this module, with a fresh embedding cache."""
+    work = tmp_path_factory.mktemp("head")
+    recipe = work / "head.toml"
+    recipe.write_text(dumps_toml(dict(HEAD_RECIPE, data=[str(tiny_dataset)])))
+    cache = work / "cache"
+    r = keywire_cli("train", str(recipe), "--out", str(work / "m"), "--cache", str(cache), "--quiet", timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {"dir": work / "m", "recipe": recipe, "cache": cache, "stderr": r.stderr, "work": work}
+
+
+@pytest.fixture(scope="module")
+def validation_voices(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("val")
+    for rel in (tiny_dataset / "validation_list.txt").read_text().split():
+        dst = out / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(tiny_dataset / rel)
+    return out
+
+
+def test_head_files_name_their_family_and_embedding(head_run: dict) -> None:
+    d = head_run["dir"]
+    for name in ("head.keras", "head.tflite", "head.float.tflite", "recipe.toml", "report.json"):
+        assert (d / name).stat().st_size > 0, name
+    params = read_params((d / "head.tflite").read_bytes())
+    assert params["fe.frontend_type"] == "speech_embedding"
+    assert len(params["fe.embedding_sha256"]) == 64
+    assert params["classes"] == ["yes", "no", "_unknown_", "_silence_"]
+    m = KeywordModel.load(d / "head.tflite")
+    assert m.input.dtype == np.int8 and tuple(m.input.shape) == (1, 12, 96)
+    assert load_recipe(d / "recipe.toml").family == "speech_embedding"
+
+
+def test_head_recognises_held_out_voices(head_run: dict, validation_voices: Path) -> None:
+    int8 = evaluate_folder(KeywordModel.load(head_run["dir"] / "head.tflite"), validation_voices)
+    assert int8.accuracy >= 0.6, int8.summary()  # 4 classes: chance is about 0.25
+    flt = evaluate_folder(KeywordModel.load(head_run["dir"] / "head.float.tflite"), validation_voices)
+    agree = np.mean([a == b for a, b in zip(int8.predicted, flt.predicted)])
+    assert agree >= 0.8, (int8.predicted, flt.predicted)
+
+
+def test_agent_detects_with_the_head_in_a_stream(head_run: dict) -> None:
+    """The exported head in the agent's streaming spotter: the keywords of a stream of
+    held-out voices are found near where they were spoken."""
+    audio, truth = stream_of_words(["yes", "no", "yes", "no"], ["en-us-nyc", "en-gb+m3"], gap_s=2.0,
+                                   noise_dbfs=-55.0, seed=1)
+    spotter = KeywordSpotter(KeywordModel.load(head_run["dir"] / "head.tflite"))
+    found = []
+    for i in range(0, len(audio), 1600):
+        found += spotter.feed(audio[i:i + 1600])
+    hits = 0
+    for word, start in truth:
+        if any(d.keyword == word and start <= d.time_ms / 1000 <= start + 2.0 for d in found):
+            hits += 1
+    assert hits >= 3, ([(d.keyword, d.time_ms) for d in found], truth)
+
+
+def test_second_run_reuses_cached_embeddings(keywire_cli, head_run: dict) -> None:
+    work = head_run["work"]
+    r = keywire_cli("train", str(head_run["recipe"]), "--out", str(work / "again"), "--cache",
+                    str(head_run["cache"]), "--epochs", "1", "--quiet", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "features: 0 clips computed" in r.stderr
+    report = json.loads((work / "again" / "report.json").read_text())
+    assert report["classes"] == ["yes", "no", "_unknown_", "_silence_"]
+
+
+def test_recipe_mixing_families_is_one_clear_error(keywire_cli, tmp_path: Path, tiny_dataset: Path) -> None:
+    with pytest.raises(ConfigError, match="mixes feature families"):
+        from_dict({"frontend": {"type": "speech_embedding", "filterbank_n_channels": 40}})
+    recipe = tmp_path / "mixed.toml"
+    recipe.write_text(dumps_toml(dict(HEAD_RECIPE, data=[str(tiny_dataset)], model="tc_resnet")))
+    r = keywire_cli("train", str(recipe), "--out", str(tmp_path / "m"), "--quiet", timeout=120)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "mixes feature families" in lines[0] and "tc_resnet" in lines[0], r.stderr

@@ -1,0 +1,309 @@
+"""Training data for the speech-embedding family: stream-like windows, embedded and cached.
+
+A head reads the last N 96-d speech embeddings (one every 80 ms, each over the last 775 ms
+of audio). A head trained on zero-padded clips fails in a stream, so every training window
+looks like one: the clip sits inside context of noise, other speakers' words and
+keyword-free speech (never digital silence), and the window ends at one of a few positions
+shortly after the clip, so a head also learns to fire over several steps in a row.
+
+Each clip gives an array [1 + copies, N + SHIFTS - 1, 96]: copy 0 is the clip in its own
+background (exactly what `clip_window` builds for evaluation), the others are augmented
+copies (`augment._shaped` + noise / babble context, or `augment.stream_mix`). Training picks
+one of SHIFTS windows of N embeddings per example. Embeddings come from the agent's own
+frontend (`keywire.agent.frontend.embedding`) and are cached by settings and file hash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .audio import fit_length, load_clip
+from .augment import NoiseBank, _dbfs_to_rms, _shaped, make_silence, make_speech_window
+from .dataset import SILENCE, Clip
+from .recipe import AugmentationSettings
+from .streams import BackgroundPool, StreamConfig, add_at_snr, background_bed, voiced_span
+
+log = logging.getLogger("keywire.training")
+
+EMBEDDING_VERSION = "1"    # bump when window building changes meaning
+STEP = 1280                # samples per embedding (80 ms at 16 kHz)
+RECEPTIVE = 12800          # samples from a fresh stream to its first embedding (agent: 10 blocks of 80 ms)
+SHIFTS = 6                 # window end positions stored per copy, 80 ms apart
+POST_MS = 320              # context after the clip: windows end 320, 240, ..., -80 ms around its end
+EVAL_SHIFT = 2             # window `clip_window` evaluates (ends 160 ms after the clip)
+FLOOR_DBFS = -78.0         # quietest context: a room is never digitally silent
+
+Embedder = Callable[[Sequence[np.ndarray]], list]
+
+
+def agent_embedder() -> Embedder:
+    """The agent's `compute_embeddings_batch` (fresh state per clip): what the device runs."""
+    from keywire.agent.frontend.embedding import compute_embeddings_batch
+
+    return compute_embeddings_batch
+
+
+def embedding_model_sha256() -> str:
+    """sha256 of the embedding model the agent uses (part of every cache key and head)."""
+    from keywire.agent.frontend.embedding import feature_models
+
+    fm = feature_models()
+    sha = getattr(fm, "embedding_sha256", None)
+    if sha is None and isinstance(fm, dict):
+        sha = fm.get("embedding_sha256")
+    if sha is None:
+        path = getattr(fm, "embedding", None) or getattr(fm, "embedding_path", None)
+        sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return str(sha)
+
+
+def window_samples(n_embeddings: int, sample_length: int) -> tuple[int, int]:
+    """(total samples, samples before the clip) of a training window: a multiple of the
+    80 ms step giving `n_embeddings` + SHIFTS embeddings (the first, whose mel frames still
+    see the fresh stream's start, is dropped), the last ending exactly at the window's end."""
+    total = RECEPTIVE + STEP * (n_embeddings + SHIFTS - 1)
+    post = POST_MS * 16
+    if total - post - sample_length < 0:
+        total += STEP * ((sample_length + post - total + STEP - 1) // STEP)
+    return total, total - post - sample_length
+
+
+def floor_noise(rng: np.random.Generator, n: int, dbfs: float) -> np.ndarray:
+    """White noise at `dbfs` RMS: the quietest context, never zeros."""
+    return rng.standard_normal(n) * _dbfs_to_rms(dbfs)
+
+
+def noise_floor_dbfs(x: np.ndarray, frame: int = 160) -> float:
+    """Level of a clip's own background: RMS of its quietest 10 % of 10 ms frames."""
+    n = len(x) // frame
+    if n == 0:
+        return FLOOR_DBFS
+    e = np.sort(np.mean(x[:n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1))
+    r = float(np.sqrt(np.mean(e[:max(1, n // 10)])))
+    return max(FLOOR_DBFS, 20 * np.log10(max(r, 1e-9) / 32767.0))
+
+
+def clip_window(x: np.ndarray, n_embeddings: int, sample_length: int, seed: int = 0) -> np.ndarray:
+    """A clip as a single utterance in a quiet room: fitted to `sample_length`, preceded and
+    followed by white noise at its own background level (deterministic for a seed)."""
+    clip = fit_length(np.asarray(x, dtype=np.int16), sample_length).astype(np.float64)
+    total, pre = window_samples(n_embeddings, sample_length)
+    rng = np.random.default_rng(seed)
+    y = floor_noise(rng, total, noise_floor_dbfs(clip))
+    y[pre:pre + sample_length] += clip
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def eval_embeddings(x: np.ndarray, n_embeddings: int, sample_length: int,
+                    embed: Optional[Embedder] = None) -> np.ndarray:
+    """The N embeddings a head scores for one clip in `keywire evaluate` (float32 [N, 96])."""
+    e = np.asarray((embed or agent_embedder())([clip_window(x, n_embeddings, sample_length)])[0], np.float32)
+    end = len(e) - EVAL_SHIFT
+    return e[end - n_embeddings:end]
+
+
+def context_window(x: np.ndarray, rng: np.random.Generator, a: AugmentationSettings, noise: NoiseBank,
+                   speech: NoiseBank, bed: Optional[BackgroundPool], n_embeddings: int, length: int,
+                   rate: int) -> np.ndarray:
+    """One augmented training window: the shaped clip inside context. With
+    `a.stream_probability` (and a bed) the context is a stream bed of noise, other speakers'
+    words and background speech with the clip `a.stream_snr_db` above it; otherwise noise or
+    (`a.babble_probability`) keyword-free speech at `a.noise_dbfs` under the whole window,
+    over a floor of faint white noise."""
+    total, pre = window_samples(n_embeddings, length)
+    y = _shaped(x, rng, a, length, rate).astype(np.float64)
+    if bed is not None and rng.random() < a.stream_probability:
+        lo, hi = a.stream_dbfs
+        config = StreamConfig(sample_rate=rate, background_dbfs=(lo + hi) / 2, background_jitter_db=(hi - lo) / 2)
+        mix = background_bed(bed, total, rng, config) + floor_noise(rng, total, FLOOR_DBFS)
+        span = voiced_span(y.astype(np.int16), rate)
+        add_at_snr(mix, mix.copy(), y, span, pre + span[0], float(rng.uniform(*a.stream_snr_db)),
+                   _dbfs_to_rms(lo - 30.0), rate)
+        return np.clip(np.round(mix), -32768, 32767).astype(np.int16)
+    out = floor_noise(rng, total, float(rng.uniform(FLOOR_DBFS, -60.0)))
+    out[pre:pre + length] += y
+    if rng.random() < a.noise_probability:
+        bank = speech if speech.recordings and rng.random() < a.babble_probability else noise
+        n = bank.snippet(rng, total)
+        if n is not None:
+            out += n * _dbfs_to_rms(float(rng.uniform(*a.noise_dbfs)))
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+
+
+@dataclasses.dataclass
+class EmbeddingStats:
+    computed: int = 0
+    cached: int = 0
+    skipped: list[str] = dataclasses.field(default_factory=list)
+
+
+class EmbeddingCache:
+    """Disk cache of per-clip embedding windows under `root/<settings hash>/` (float16)."""
+
+    def __init__(self, root: Path, n_embeddings: int, sample_length: int, rate: int,
+                 aug: AugmentationSettings, noise: NoiseBank, noise_files: Sequence[str],
+                 speech: NoiseBank = NoiseBank(()), speech_files: Sequence[str] = (),
+                 bed: Optional[BackgroundPool] = None, embed: Optional[Embedder] = None,
+                 embedding_sha256: Optional[str] = None) -> None:
+        self.n, self.length, self.rate = n_embeddings, sample_length, rate
+        self.aug, self.noise, self.speech = aug, noise, speech
+        self.bed = bed if aug.stream_probability > 0 else None
+        self.embed = embed or agent_embedder()
+        cfg = {"n": n_embeddings, "len": sample_length, "rate": rate, "v": EMBEDDING_VERSION,
+               "model": embedding_sha256 or embedding_model_sha256(),
+               "aug": dataclasses.asdict(aug), "noise": [_file_id(f) for f in noise_files],
+               "speech": [_file_id(f) for f in speech_files]}
+        if self.bed is not None:
+            cfg["bed"] = hashlib.sha1(json.dumps([[_file_id(f) for f in self.bed.files],
+                                                  self.bed.weights.round(9).tolist()]).encode()).hexdigest()
+        self.key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.root = Path(root) / self.key
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.stats = EmbeddingStats()
+
+    def _file_key(self, clip: Clip, copies: int) -> str:
+        if clip.is_generated:
+            ident = f"{'silence' if clip.label == SILENCE else 'speech'}:{clip.generated_seed}"
+        else:
+            ident = hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()
+        return hashlib.sha1(f"{ident}|{copies}".encode()).hexdigest()
+
+    def get(self, clip: Clip, copies: int) -> Optional[np.ndarray]:
+        """float16 [1 + copies, N + SHIFTS - 1, 96], or None when the file is unusable."""
+        from keywire.protocol.errors import AudioError
+
+        try:
+            key = self._file_key(clip, copies)
+        except OSError as exc:
+            self.stats.skipped.append(f"{clip.path}: {exc.strerror}")
+            return None
+        path = self.root / key[:2] / f"{key}.npy"
+        if path.exists():
+            try:
+                arr = np.load(path)
+                self.stats.cached += 1
+                return arr
+            except (OSError, ValueError):
+                pass  # damaged cache entry: recompute
+        try:
+            arr = self._compute(clip, copies, int(key[:8], 16))
+        except AudioError as exc:
+            self.stats.skipped.append(str(exc))
+            log.warning("skipped %s", exc)
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, arr)
+        os.replace(tmp, path)
+        self.stats.computed += 1
+        return arr
+
+    def _compute(self, clip: Clip, copies: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        if clip.is_generated and clip.label == SILENCE:
+            raw = make_silence(clip.generated_seed or 0, self.noise, self.length)
+        elif clip.is_generated:
+            raw = make_speech_window(clip.generated_seed or 0, self.speech, self.length)
+        else:
+            raw = load_clip(clip.path, self.rate)
+        waves = [clip_window(raw, self.n, self.length, seed)]
+        for _ in range(copies):
+            if clip.is_generated and clip.label == SILENCE:
+                quiet = make_silence(int(rng.integers(1 << 31)), self.noise, self.length)
+                waves.append(context_window(quiet, rng, dataclasses.replace(self.aug, babble_probability=0.0),
+                                            self.noise, self.speech, None, self.n, self.length, self.rate))
+            else:
+                waves.append(context_window(raw, rng, self.aug, self.noise, self.speech, self.bed, self.n,
+                                            self.length, self.rate))
+        keep = self.n + SHIFTS - 1
+        out = []
+        for e in self.embed(waves):
+            e = np.asarray(e, np.float32)
+            if len(e) < keep:
+                raise ValueError(f"embedding frontend returned {len(e)} embeddings, expected >= {keep}")
+            out.append(e[-keep:])
+        return np.stack(out).astype(np.float16)
+
+
+def _file_id(path: str) -> str:
+    return Path(path).name + ":" + str(Path(path).stat().st_size)
+
+
+def extract(clips: Sequence[Clip], cache: EmbeddingCache, copies: int,
+            progress: Optional[Callable[[int, int], None]] = None) -> tuple[np.ndarray, list[Clip]]:
+    """Embedding windows of many clips: (array [n, 1 + copies, N + SHIFTS - 1, 96], clips kept)."""
+    arrays, kept = [], []
+    for i, c in enumerate(clips):
+        a = cache.get(c, copies)
+        if a is not None:
+            arrays.append(a)
+            kept.append(c)
+        if progress:
+            progress(i + 1, len(clips))
+    if not arrays:
+        return np.zeros((0, 1 + copies, cache.n + SHIFTS - 1, 96), np.float16), kept
+    return np.stack(arrays), kept
+
+
+def prepare(recipe, dataset, cache_root: Optional[Path] = None, progress=None, embed: Optional[Embedder] = None):
+    """`train.PreparedData` for a speech_embedding recipe: train x [n, 1 + copies, N + SHIFTS - 1, 96]
+    (a window is picked per example at every step), validation/test x [n, 1, N, 96] (the
+    window `clip_window` evaluates), as float32."""
+    import time
+
+    from keywire.protocol.errors import ConfigError
+
+    from .augment import noise_bank
+    from .dataset import SPLITS
+    from .features import default_cache_dir
+    from .train import PreparedData, stream_bed
+
+    fe, n = recipe.frontend, recipe.embedding_frames
+    rate = fe.sample_rate_hz
+    speech_files = list(dataset.speech_files)
+    root = Path(cache_root) / "embeddings" if cache_root else default_cache_dir().parent / "embeddings"
+    cache = EmbeddingCache(root, n, fe.sample_length, rate,
+                           recipe.augmentation, noise_bank(dataset.noise_files, rate), dataset.noise_files,
+                           noise_bank(speech_files, rate), speech_files,
+                           stream_bed(dataset, rate) if recipe.augmentation.stream_probability > 0 else None, embed)
+    xs, ys, kept_all = {}, {}, {}
+    for split in SPLITS:
+        copies = recipe.augmentation.copies if split == "train" else 0
+        last = [time.monotonic()]
+
+        def tick(i: int, total: int) -> None:
+            if progress and (time.monotonic() - last[0] > 5 or i == total):
+                last[0] = time.monotonic()
+                progress(f"embeddings {split}: {i}/{total} clips")
+
+        x, kept = extract(dataset.clips[split], cache, copies, tick)
+        x = x.astype(np.float32)
+        if split != "train":
+            end = x.shape[2] - EVAL_SHIFT
+            x = x[:, :1, end - n:end]
+        xs[split] = x
+        ys[split] = np.array([recipe.classes.index(k.label) for k in kept], dtype=np.int64)
+        kept_all[split] = kept
+    if len(ys["train"]) == 0:
+        raise ConfigError("no usable training clips (every file was skipped)")
+    for k in recipe.classes:
+        if not np.any(ys["train"] == recipe.classes.index(k)):
+            raise ConfigError(f"class {k!r} has no usable training clips")
+    return PreparedData(xs, ys, kept_all, list(dataset.noise_files), cache.stats.skipped, cache.stats.computed,
+                        cache.stats.cached, speech_files)
+
+
+def pick_windows(x: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """One window of `n` embeddings per example from [b, N + SHIFTS - 1, 96], at a random
+    end position (a stream fires over several steps); windows of exactly `n` pass through."""
+    if x.shape[1] == n:
+        return x
+    ends = x.shape[1] - rng.integers(0, x.shape[1] - n + 1, size=len(x))
+    return np.stack([e[end - n:end] for e, end in zip(x, ends)])
