@@ -261,15 +261,19 @@ def _desired_topic(kind: str) -> str:
             "all": f"keywire/{FLEET}/all/desired"}[kind]
 
 
-def _manifest_target(value: tuple) -> None:
-    """`.../desired`: a manifest (re-signed by the trusted key when shaped) to a receiver."""
+def manifest_payload(value: tuple) -> tuple[str, bytes]:
+    """(desired topic kind, payload) of a manifest input, re-signed by the trusted key when shaped."""
     kind, body, resign = value
-    if resign:
-        body = dict(body, signature="")
-        body["signature"] = _signature_for(body)
-        payload = json.dumps(body, allow_nan=True).encode()
-    else:
-        payload = body
+    if not resign:
+        return kind, body
+    body = dict(body, signature="")
+    body["signature"] = _signature_for(body)
+    return kind, json.dumps(body, allow_nan=True).encode()
+
+
+def _manifest_target(value: tuple) -> None:
+    """`.../desired`: a manifest to a receiver."""
+    kind, payload = manifest_payload(value)
     _receiver_cached().handle_desired(_desired_topic(kind), payload)
 
 
