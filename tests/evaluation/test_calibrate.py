@@ -38,7 +38,7 @@ def test_calibration_meets_the_target_with_the_lowest_miss_rate(cal_traces):
     model, bg, pos = cal_traces
     traces = bg + pos
     target = 30.0  # FA/hour; the streams are minutes long, so a coarse target is measurable
-    spec = cb.CalibrationSpec(target_fa_per_hour=target, windows_ms=(0, 300, 1000), minimum_counts=(0, 1, 2))
+    spec = cb.CalibrationSpec(target_fa_per_hour=target, windows_ms=(10, 300, 1000), minimum_counts=(0, 1, 2))
     cal = cb.calibrate(traces, model.classes, model.detection, spec)
     d = cal.detection
     assert d.detection_threshold_list is not None and len(d.detection_threshold_list) == 4
