@@ -6,6 +6,8 @@ and its C twin chosen in `native.py`), MFCC (`mfcc.py`) and the speech embedding
 `noise` (noise reduction + PCAN), `log`, `quantize` (int8 model input). `features.py` picks
 the family for a model's settings.
 """
+from .embedding import (EMBEDDING_DIM, EMBEDDING_FRONTEND, EMBEDDING_STEP_SAMPLES, EmbeddingFrontend,
+                        FeatureModels, compute_embeddings, compute_embeddings_batch, feature_models)
 from .features import Frontend, compute_features, compute_features_batch, validate_settings
 from .native import native_available
 from .quantize import dynamic_scale_range, to_model_input, to_model_input_mfcc
@@ -19,4 +21,12 @@ __all__ = [
     "dynamic_scale_range",
     "validate_settings",
     "native_available",
+    "EMBEDDING_FRONTEND",
+    "EMBEDDING_DIM",
+    "EMBEDDING_STEP_SAMPLES",
+    "FeatureModels",
+    "feature_models",
+    "EmbeddingFrontend",
+    "compute_embeddings",
+    "compute_embeddings_batch",
 ]
