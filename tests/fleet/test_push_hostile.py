@@ -8,11 +8,13 @@ import os
 import signal
 import time
 
+from keywire.agent.fleet.health import MAX_UNCLEAN_STOPS, RunEnd
 from keywire.agent.fleet.receiver import SEEN_DIGESTS, PushReceiver
 from keywire.agent.fleet.selftest import DeviceProfile
 from keywire.agent.fleet.store import ModelStore
 from keywire.agent.fleet.transport import FleetTransport
-from keywire.protocol.manifest import build_manifest
+from keywire.protocol.manifest import build_manifest, sha256_hex
+from keywire.protocol.messages import ModelInfo
 from keywire.protocol.mqtt_link import MqttSettings
 from keywire.protocol.signing import load_private_key, trusted_keys
 from keywire.protocol.topics import DeviceTopics, FleetTopics
@@ -151,3 +153,24 @@ def test_new_model_that_keeps_crashing_the_agent_is_rolled_back(broker, start_ag
     p = wait_state(obs, m.sha256, "rejected")          # the retained desired v2 is refused, not retried
     assert "failed on this device before" in p["reason"]
     assert "rolled back" in agent.log() and "crashed" in agent.log()
+
+
+def test_a_model_deferred_after_unclean_stops_is_retried_only_by_a_newer_push(tmp_path, fleet_models, keys):
+    key = load_private_key(keys[0])
+    device = DeviceTopics(FLEET, "dev1")
+    store = ModelStore(tmp_path)
+    a, b = fleet_models.base.read_bytes(), fleet_models.v2.read_bytes()
+    m = build_manifest(b, key, issued_at=100.0)
+    store.adopt(a, ModelInfo("fleet-test", "1", sha256_hex(a)))
+    store.install(b, ModelInfo("fleet-test", "2", m.sha256), issued_at=m.issued_at)
+    for _ in range(MAX_UNCLEAN_STOPS):
+        store.note_boot(RunEnd.UNCLEAN, "killed")
+    assert store.state().deferred == (m.sha256,) and store.state().active.version == "1"
+    reports: list = []
+    r = PushReceiver(device, (), store, trusted_keys([keys[1]]), lambda: DeviceProfile(max_model_bytes=1),
+                     FleetTransport(MqttSettings(url="mqtt://127.0.0.1:1")), lambda data, mm: "", reports.append)
+    r.handle_desired(device.desired, m.to_json())            # the retained manifest that brought it: not retried
+    assert reports[-1].state == "rejected" and "push it again" in reports[-1].reason
+    again = build_manifest(b, key, issued_at=200.0)          # pushed again: considered (here: too large)
+    r.handle_desired(device.desired, again.to_json())
+    assert reports[-1].state == "rejected" and "accepts at most" in reports[-1].reason
