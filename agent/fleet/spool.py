@@ -17,7 +17,8 @@ A record whose checksum fails (a flipped byte, a bad sector) is skipped and coun
 record is kept. A record cut short at the end of the file (a crash mid-write) is dropped. After
 such a repair the file is rewritten atomically with the good undelivered records only.
 Version-1 files (the same records without header and marker) are migrated at start; a file of
-another version is set aside (renamed, never deleted) and the spool starts empty.
+another version whose records do not read as version 2 is set aside (renamed, never deleted)
+and the spool starts empty.
 """
 from __future__ import annotations
 
@@ -183,10 +184,12 @@ class Spool:
             return
         rewrite = True
         if data.startswith(_MAGIC):
-            if data[len(_MAGIC)] != VERSION:
-                self._set_aside(f"v{data[len(_MAGIC)]}", f"written in spool format {data[len(_MAGIC)]}")
-                return
             scan = _scan_v2(data, len(_FILE_HEAD))
+            if data[len(_MAGIC)] != VERSION:
+                if not scan.records:
+                    self._set_aside(f"v{data[len(_MAGIC)]}", f"written in spool format {data[len(_MAGIC)]}")
+                    return
+                scan.corrupt += 1  # a damaged version byte: the records read as this format
             rewrite = bool(scan.corrupt or scan.torn)
         else:
             scan = _scan_v1(data)

@@ -115,6 +115,17 @@ def test_damaged_header_keeps_records(tmp_path):
     assert log.read_bytes().startswith(HEADER)
 
 
+def test_damaged_version_byte_keeps_records(tmp_path):
+    recs = _fill(tmp_path, 4)
+    log = tmp_path / LOG_NAME
+    data = bytearray(log.read_bytes())
+    data[7] ^= 0x01                               # b"KWSPOOL\x03": the records still read as format 2
+    log.write_bytes(bytes(data))
+    got, corrupt = _payloads(tmp_path)
+    assert got == [r.payload for r in recs] and corrupt == 1
+    assert log.read_bytes().startswith(HEADER) and not list(tmp_path.glob("events.log.*"))
+
+
 def test_version_1_log_is_migrated(tmp_path):
     def v1(seq, payload):
         body = struct.pack("<QH", seq, 3) + b"t/e" + payload

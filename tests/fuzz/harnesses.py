@@ -544,6 +544,54 @@ def _config_target(data: bytes) -> None:
         FleetConfig.from_agent_config(cfg)
 
 
+# ---------------------------------------------------------------- the event spool on disk
+@lru_cache(maxsize=1)
+def _spool_file() -> tuple[bytes, tuple[tuple[int, int, bytes], ...]]:
+    """A real 10-record spool log and each record's (start, end, payload)."""
+    from keywire.agent.fleet.spool import LOG_NAME, Spool
+
+    d = Path(tempfile.mkdtemp(dir=workdir()))
+    s = Spool(d, fsync=False)
+    recs = [s.append(f"keywire/{FLEET}/device/{DEVICE}/event", json.dumps({"event_id": f"{i:032x}"}).encode())
+            for i in range(10)]
+    s.close()
+    data = (d / LOG_NAME).read_bytes()
+    spans, pos = [], len(data) - sum(len(r.encode()) for r in recs)
+    for r in recs:
+        spans.append((pos, pos + len(r.encode()), r.payload))
+        pos += len(r.encode())
+    return data, tuple(spans)
+
+
+def _spool_strategy() -> st.SearchStrategy:
+    data, _ = _spool_file()
+    return st.tuples(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(1, 255)), min_size=1, max_size=3),
+                     st.one_of(st.just(b""), st.binary(max_size=40)), st.integers(0, 40))
+
+
+def _spool_target(value: tuple) -> None:
+    """A damaged spool log (flipped bytes, garbage appended or the tail cut): every record the
+    damage did not touch is read back, in order; nothing else."""
+    from keywire.agent.fleet.spool import LOG_NAME, Spool
+
+    flips, tail, cut = value
+    data, spans = _spool_file()
+    b = bytearray(data)
+    for pos, mask in flips:
+        b[pos] ^= mask
+    hit = {p for p, _ in flips if b[p] != data[p]}   # two flips of one byte may cancel
+    b = b[:len(b) - cut] + tail
+    d = Path(tempfile.mkdtemp(dir=workdir()))
+    (d / LOG_NAME).write_bytes(bytes(b))
+    s = Spool(d, fsync=False)
+    got = [r.payload for r in s.pending()]
+    s.close()
+    intact = [payload for start, end, payload in spans
+              if not any(start <= p < end for p in hit) and end <= len(data) - cut]
+    if got != intact:
+        raise AssertionError(f"spool kept {len(got)} records, {len(intact)} were intact")
+
+
 HARNESSES: dict[str, Harness] = {h.name: h for h in (
     Harness("mqtt_command", _command_strategy, _command_target),
     Harness("mqtt_manifest", _manifest_strategy, _manifest_target),
@@ -554,4 +602,5 @@ HARNESSES: dict[str, Harness] = {h.name: h for h in (
     Harness("wav_header", _wav_strategy, _wav_target),
     Harness("recipe_toml", _recipe_strategy, _recipe_target),
     Harness("agent_config_toml", _config_strategy, _config_target),
+    Harness("event_spool", _spool_strategy, _spool_target),
 )}

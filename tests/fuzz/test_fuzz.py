@@ -14,7 +14,8 @@ from .harnesses import HARNESSES, check
 
 # Examples per harness in the suite: a few seconds each on a small machine.
 EXAMPLES = {"mqtt_command": 150, "mqtt_manifest": 120, "mqtt_chunk": 200, "mqtt_host": 150, "serial_frames": 200,
-            "model_file": 200, "wav_header": 200, "recipe_toml": 150, "agent_config_toml": 150}
+            "model_file": 200, "wav_header": 200, "recipe_toml": 150, "agent_config_toml": 150,
+            "event_spool": 300}
 
 
 def _fuzz_test(name: str):
