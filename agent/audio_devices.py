@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from keywire.protocol.errors import AudioError
+from keywire.protocol.text import printable
 
 log = logging.getLogger("keywire.audio")
 
@@ -131,7 +132,8 @@ def input_devices() -> list[InputDevice]:
 def device_table(devices: list[InputDevice]) -> str:
     """Aligned text table of input devices, the default one marked with `*`."""
     rows = [("index", "channels", "rate", "api", "name")]
-    rows += [(f"{d.index}{'*' if d.is_default else ''}", str(d.channels), str(d.default_rate), d.host_api, d.name)
+    rows += [(f"{d.index}{'*' if d.is_default else ''}", str(d.channels), str(d.default_rate),
+              printable(d.host_api, 40), printable(d.name, 120))  # names come from USB descriptors
              for d in devices]
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     lines = ["  ".join([r[0].rjust(widths[0]), r[1].rjust(widths[1]), r[2].rjust(widths[2]),

@@ -109,3 +109,12 @@ def test_watch_shows_device_text_escaped(broker, observe):
     assert watch.returncode == 0, err
     assert out.count("\n") == 1 and "\x1b" not in out and "\x9b" not in out
     assert "yes\\n2026-12-04 10:00:00 kitchen   alarm\\x1b[8m" in out and "m\\x9b2J" in out
+
+
+def test_microphone_names_are_shown_escaped():
+    """`keywire-agent devices`: a USB microphone names itself; its name is device text too."""
+    from keywire.agent.audio_devices import InputDevice, device_table
+
+    table = device_table([InputDevice(index=0, name="USB Mic\x1b[2J\nforged 1 2", channels=1, default_rate=16000,
+                                      host_api="ALSA", is_default=True)])
+    assert table.count("\n") == 1 and "\x1b" not in table and "USB Mic\\x1b[2J\\nforged 1 2" in table
