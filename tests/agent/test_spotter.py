@@ -55,3 +55,27 @@ def test_swap_model_between_inferences(speech):
     assert all(d.model_name == a.name for d in first)
     assert all(d.model_name == b.name for d in second)
     assert sp.model is b and sp.time_ms == len(speech) * 1000 // 16000
+
+
+def test_swap_between_families_keeps_chunk_invariance(speech, tiny_model, embedding_head):
+    """A microfrontend model swapped for a speech-embedding head at the same audio position
+    gives the same detections whatever the chunking; the old stream is dropped."""
+    a, b = KeywordModel.load(tiny_model), KeywordModel.load(embedding_head)
+    half = len(speech) // 2
+
+    def run(sizes):
+        sp = KeywordSpotter(a)
+        found, pos, i = [], 0, 0
+        for end in (half, len(speech)):
+            while pos < end:
+                n = min(sizes[i % len(sizes)], end - pos)
+                found += [(d.model_name, d.keyword, d.time_ms) for d in sp.feed(speech[pos:pos + n])]
+                pos, i = pos + n, i + 1
+            if end == half:
+                sp.swap_model(b)
+        assert sp.model is b and len(sp._streams) == 1
+        return found, sp.stats.inferences
+
+    ref = run([len(speech)])
+    assert ref[1] > 0
+    assert run([160]) == ref and run([999, 4000]) == ref
