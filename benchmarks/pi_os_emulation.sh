@@ -87,7 +87,9 @@ in_root() {  # run a command inside the root as root, with a clean environment
 if [ ! -f "$root/.keywire-root-done" ]; then
   t=$(now)
   say "debootstrap $suite $arch (first stage on this machine, second stage emulated)"
-  rm -rf "$root"
+  for m in dev/pts dev sys proc; do ! mountpoint -q "$root/$m" || umount -l "$root/$m"; done
+  if grep -q " $root/" /proc/mounts; then say "$root still has mounts; not deleting it"; exit 1; fi
+  rm -rf --one-file-system "$root"
   debootstrap --foreign --arch="$arch" --variant=minbase --include=ca-certificates "$suite" "$root" "$mirror" >/dev/null
   in_root /debootstrap/debootstrap --second-stage >/dev/null
   # as in any chroot: package scripts must not start daemons (mosquitto) inside it
