@@ -42,7 +42,7 @@ def _register() -> None:
 
     cmd_model.register(app)
     for name in ("cmd_dataset", "cmd_train", "cmd_evaluate_stream", "cmd_fleet", "cmd_board", "cmd_record",
-                 "cmd_classify", "cmd_profile"):
+                 "cmd_classify", "cmd_profile", "cmd_wakeword"):
         try:
             module = __import__(f"keywire.host.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

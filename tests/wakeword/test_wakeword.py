@@ -1,0 +1,103 @@
+"""`keywire wakeword`: one command from a word list to a calibrated speech-embedding model the
+agent loads and detects with in a real espeak-ng stream; confusable negatives are real words
+of the pronouncing dictionary; bad input is one line and the exit code of its kind."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keywire.agent.model import KeywordModel
+from keywire.agent.params import read_params
+from keywire.protocol.errors import ExitCode
+from keywire.training.confusables import confusables, dictionary, pronounce
+
+from tests.fixtures.paths import REPO
+from tests.fixtures.speech import stream_of_words, write_wav
+
+VOICES = "en-us,en-us+m3,en-us+f2,en-gb,en-gb+m7,en-gb-x-rp+f4,en-us-nyc,en-029+m2,en-gb-scotland,en-us+f5"
+
+
+def keywire(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "keywire.host.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two wake words on a tiny budget (about a minute on 2 cores)."""
+    work = tmp_path_factory.mktemp("wakeword")
+    out = work / "out"
+    r = keywire("wakeword", "marvin,sheila", "--out", str(out), "--voices", VOICES, "--per-word", "40",
+                "--confusables", "4", "--common-words", "2", "--per-negative", "6", "--speech-sentences", "12",
+                "--calibration-sentences", "24", "--epochs", "15", "--copies", "1", "--cache", str(work / "cache"),
+                "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "wrote" in r.stdout and "marvin: threshold" in r.stdout, r.stdout
+    return out
+
+
+def test_one_model_holds_every_word_with_a_report(built: Path) -> None:
+    model = built / "marvin.tflite"
+    params = read_params(model.read_bytes())
+    assert params["fe.frontend_type"] == "speech_embedding"
+    assert params["classes"] == ["marvin", "sheila", "_unknown_", "_silence_"]
+    assert len(params["detection_threshold_list"]) == 4
+    report = json.loads((built / "report.json").read_text())
+    assert report["words"] == ["marvin", "sheila"] and report["voices"]["count"] == 10
+    assert set(report["calibration"]["keywords"]) == {"marvin", "sheila"}
+    for name in ("report.md", "plots/history.png", "plots/det.png", "recipe.toml"):
+        assert (built / name).stat().st_size > 0, name
+    words = dictionary()
+    for w, cs in report["confusables"].items():
+        assert len(cs) == 4
+        for c in cs:  # real words of the pronouncing dictionary, never the word itself
+            assert c["word"] in words and c["word"] != w, c
+    assert "## Confusable words" in (built / "report.md").read_text()
+
+
+def test_agent_detects_the_words_in_an_espeak_stream(built: Path, tmp_path: Path) -> None:
+    audio, truth = stream_of_words(["marvin", "sheila", "marvin", "sheila"], ["en-us", "en-gb"], gap_s=3.0,
+                                   noise_dbfs=-55.0, seed=2)
+    wav = write_wav(tmp_path / "stream.wav", audio)
+    r = subprocess.run([str(Path(sys.executable).parent / "keywire-agent"), "run", "--model",
+                        str(built / "marvin.tflite"), "--source", f"file:{wav}", "--no-realtime"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    found = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+    hits = sum(any(d["keyword"] == w and s <= d["time_ms"] / 1000 <= s + 2.5 for d in found) for w, s in truth)
+    assert hits >= 3, ([(d["keyword"], d["time_ms"]) for d in found], truth)
+    assert all(d["keyword"] in ("marvin", "sheila") for d in found)
+
+
+def test_confusables_are_close_real_words_and_never_homophones() -> None:
+    near = [c.word for c in confusables("computer", 12)]
+    assert "commuter" in near and "compute" in near
+    assert "computers" not in near and "computer" not in near
+    key, source = pronounce("keywire")  # not in the dictionary: espeak-ng's phonemes
+    assert source == "espeak-ng" and key[0] == "K"
+    assert len(confusables("keywire", 6)) == 6
+
+
+@pytest.mark.parametrize("words, code, text", [
+    ("", ExitCode.CONFIG, "word list is empty"),
+    (" , ,", ExitCode.CONFIG, "word list is empty"),
+    ("日本", ExitCode.SPEECH_ENGINE, "cannot speak"),
+])
+def test_bad_words_are_one_line(words: str, code: int, text: str, tmp_path: Path) -> None:
+    r = keywire("wakeword", words, "--out", str(tmp_path / "o"), timeout=60)
+    assert r.returncode == code, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0], r.stderr
+
+
+def test_unwritable_out_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = keywire("wakeword", "marvin", "--out", str(blocker / "out"), timeout=60)
+    assert r.returncode == ExitCode.FILE, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not writable" in lines[0], r.stderr
