@@ -164,6 +164,7 @@ def fleet_command(
     suppression_ms: Annotated[Optional[str], typer.Option("--suppression-ms", help=_detection_help("suppression_ms"))] = None,
     minimum_count: Annotated[Optional[str], typer.Option("--minimum-count", help=_detection_help("minimum_count"))] = None,
     latency_ms: Annotated[Optional[str], typer.Option("--latency-ms", help=_detection_help("latency_ms"))] = None,
+    volume_gain: Annotated[Optional[str], typer.Option("--volume-gain", help=_detection_help("volume_gain"))] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the device's reply.")] = 10.0,
     ca: Ca = None, cert: Cert = None, cert_key: CertKey = None, username: User = None, password: Password = None,
     protocol: Protocol = "3.1.1",
@@ -177,7 +178,7 @@ def fleet_command(
 
     given = {"detection_threshold": threshold, "detection_threshold_list": threshold_list,
              "average_window_duration_ms": window_ms, "suppression_ms": suppression_ms,
-             "minimum_count": minimum_count, "latency_ms": latency_ms}
+             "minimum_count": minimum_count, "latency_ms": latency_ms, "volume_gain": volume_gain}
     detection = check_values({k: v for k, v in given.items() if v is not None}, ConfigError)
     detection = {k: list(v) if isinstance(v, tuple) else v for k, v in detection.items()}
     if action not in COMMAND_ACTIONS:
