@@ -42,9 +42,8 @@ def _table_option(name: str):
 def _add_detection_options(run: argparse.ArgumentParser) -> None:
     """One option per detection setting, spelled and limited by the table (dest = MLTK name)."""
     for lim in LIMITS.values():
-        bounds = f"{lim.low:g}..{lim.high:g}"
-        run.add_argument(f"--{lim.flag}", dest=lim.name, type=_table_option(lim.name), metavar=lim.flag.upper()
-                         .replace("-", "_"), help=f"{lim.meaning}; {bounds} ({lim.name})")
+        run.add_argument(f"--{lim.flag}", dest=lim.name, type=_table_option(lim.name),
+                         metavar=lim.flag.upper().replace("-", "_"), help=lim.help)
 
 
 class _Parser(argparse.ArgumentParser):

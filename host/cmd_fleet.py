@@ -31,8 +31,7 @@ Protocol = Annotated[str, typer.Option("--protocol", help="MQTT protocol: 3.1.1 
 
 
 def _detection_help(name: str) -> str:
-    lim = LIMITS[name]
-    return f"set_detection: {lim.meaning}; {lim.low:g}..{lim.high:g} ({name})."
+    return f"set_detection: {LIMITS[name].help}."
 
 
 def _settings(url: str, client: str, ca: Optional[Path], cert: Optional[Path], cert_key: Optional[Path],
@@ -57,7 +56,7 @@ def push(
     group: Annotated[Optional[str], typer.Option("--group", help="Target every device of this group.")] = None,
     all_devices: Annotated[bool, typer.Option("--all", help="Target every device of the fleet.")] = False,
     canary: Annotated[int, typer.Option("--canary", help="Push to N devices first; continue only if healthy.")] = 0,
-    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for every device to report.")] = 300.0,
+    wait: Annotated[float, typer.Option("--timeout", "--wait", help="Seconds to wait for every device to report.")] = 300.0,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Bytes per MQTT message (<= 120 KiB).")] = 32768,
     version: Annotated[Optional[str], typer.Option("--version", help="Version to announce (default: the model's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

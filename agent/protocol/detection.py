@@ -39,6 +39,11 @@ class Limit:
     is_list: bool = False
 
     @property
+    def help(self) -> str:
+        """One line for a CLI option's help: meaning, range, MLTK name."""
+        return f"{self.meaning}; {self.low:g}..{self.high:g} ({self.name})"
+
+    @property
     def range_text(self) -> str:
         text = f"{self.low:g}..{self.high:g}"
         return f"a list of 1..{MAX_CLASSES} values {text}" if self.is_list else text
@@ -111,6 +116,14 @@ def check_values(values: Mapping[str, Any], error: Type[KeywireError] = ConfigEr
     return out
 
 
+def _check_fields(settings: Any) -> None:
+    """Check (and normalise: lists to tuples) every set field of a frozen settings object."""
+    for lim in LIMITS.values():
+        value = getattr(settings, lim.name)
+        if value is not None:
+            object.__setattr__(settings, lim.name, lim.check(value))
+
+
 @dataclass(frozen=True)
 class DetectionSettings:
     """MLTK RecognizeCommands parameters (classify_audio defaults), checked against `LIMITS`."""
@@ -124,10 +137,7 @@ class DetectionSettings:
     volume_gain: float = 0.0
 
     def __post_init__(self) -> None:
-        for lim in LIMITS.values():
-            value = getattr(self, lim.name)
-            if value is not None:
-                object.__setattr__(self, lim.name, lim.check(value))
+        _check_fields(self)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "DetectionSettings":
@@ -188,10 +198,7 @@ class DetectionOverrides:
     volume_gain: Optional[float] = None
 
     def __post_init__(self) -> None:
-        for lim in LIMITS.values():
-            value = getattr(self, lim.name)
-            if value is not None:
-                object.__setattr__(self, lim.name, lim.check(value))
+        _check_fields(self)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], error: Type[KeywireError] = ConfigError,
