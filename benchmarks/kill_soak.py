@@ -201,7 +201,8 @@ def main() -> int:
                   f"{len(agent.printed)} detections", file=sys.stderr, flush=True)
         # Let everything drain: the agent keeps running, the backlog goes out.
         raised = list(agent.printed)
-        wait(lambda: set(raised) <= set(sub.ids), 120)
+        wait(lambda: set(raised) - set(agent.last_before_kill) <= set(sub.ids), 120)
+        time.sleep(3)  # the last detection printed before a kill may still come
         for push in pushes:
             try:
                 push.wait(150)
