@@ -14,7 +14,7 @@ from keywire.protocol.messages import Detection
 from keywire.protocol.errors import FleetError, MessageError
 from keywire.protocol.mqtt_link import MqttSettings
 from keywire.protocol.messages import Command, Reply
-from keywire.protocol.topics import check_name
+from keywire.protocol.topics import FleetTopics, check_name
 from keywire.protocol.text import printable
 
 from .fleet_client import FleetClient
@@ -104,7 +104,7 @@ class Watcher:
         self._seen: "OrderedDict[str, None]" = OrderedDict()
         self._remember = remember
         self._lock = threading.Lock()
-        self.client = FleetClient(settings, fleet, extra_topics=(f"keywire/{fleet}/device/+/event",),
+        self.client = FleetClient(settings, fleet, extra_topics=(FleetTopics(fleet).all_events(),),
                                   on_other=self._on_other)
 
     def _on_other(self, topic: str, payload: bytes) -> None:
