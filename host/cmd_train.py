@@ -1,4 +1,4 @@
-"""`keywire train`, `keywire transfer`, `keywire evaluate`, `keywire models`.
+"""`keywire train`, `keywire transfer`, `keywire models` (`keywire evaluate` lives with evaluate-stream).
 
 Thin commands over `keywire.training`: TensorFlow is imported only by train and transfer
 (inside the engine), so `keywire models` and `keywire evaluate` start without it.
@@ -12,24 +12,17 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from keywire.agent.errors import KeywireError
 
 _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-def _fail(exc: KeywireError) -> typer.Exit:
-    from .cli import debug_enabled
-
-    if debug_enabled():
-        raise exc
-    typer.echo(f"keywire: error: {exc}", err=True)
-    return typer.Exit(exc.exit_code)
 
 
 def _quiet_tf() -> None:
     import os
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .cli import debug_enabled
+    from .quiet import quiet_tensorflow
+
+    quiet_tensorflow(debug_enabled())  # TensorFlow's C++ and absl lines only with --debug
     # TensorFlow 2.21's oneDNN kernels abort the process ("corrupted size vs. prev_size", or
     # "could not create a primitive descriptor for the reorder primitive" in
     # Conv2DBackpropFilter) when training narrow convolutions such as tc_resnet at width 0.5.
@@ -37,6 +30,14 @@ def _quiet_tf() -> None:
     # sets the variable keeps their choice.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     logging.getLogger("keywire.training").setLevel(logging.WARNING)
+
+
+def _native_quiet():  # type: ignore[no-untyped-def]
+    """TensorFlow's and TFLite's C++ lines (converter, XNNPACK) hidden unless --debug."""
+    from .cli import debug_enabled
+    from .quiet import native_stderr_silenced
+
+    return native_stderr_silenced(debug_enabled())
 
 
 def _say(msg: str) -> None:
@@ -60,15 +61,13 @@ def train(
     from keywire.training.recipe import load_recipe, parse_cli_overrides
 
     _quiet_tf()
-    try:
-        r = load_recipe(recipe, parse_cli_overrides(list(ctx.args)))
-        from keywire.training.train import check_recipe, train as run
+    r = load_recipe(recipe, parse_cli_overrides(list(ctx.args)))
+    from keywire.training.train import check_recipe, train as run
 
-        ds = check_recipe(r)
+    ds = check_recipe(r)
+    with _native_quiet():
         result = run(r, out or Path(r.name), cache_root=cache / "features" if cache else None,
                      progress=_say, dataset=ds, verbose=0 if quiet else 2)
-    except KeywireError as exc:
-        raise _fail(exc)
     _summary(result)
 
 
@@ -80,6 +79,11 @@ def _summary(result) -> None:  # type: ignore[no-untyped-def]
         if split in rep:
             typer.echo(f"{split} accuracy (int8 .tflite through the agent): {rep[split]['accuracy'] * 100:.1f}% "
                        f"on {rep[split]['n']} clips")
+    if not any(s in rep for s in ("validation", "test")) and result.history.get("accuracy"):
+        typer.echo(f"training accuracy (last epoch, augmented training clips): "
+                   f"{result.history['accuracy'][-1] * 100:.1f}%; no held-out accuracy (see the warnings)")
+    if rep.get("warnings"):
+        typer.echo(f"{len(rep['warnings'])} warning(s), also in {result.model_dir / 'report.json'}")
 
 
 def transfer(
@@ -100,33 +104,31 @@ def transfer(
     from keywire.training.recipe import Recipe, apply_overrides, load_recipe, parse_cli_overrides
 
     _quiet_tf()
-    try:
-        from keywire.training import transfer as tr
+    from keywire.training import transfer as tr
 
-        overrides = parse_cli_overrides(list(ctx.args))
-        base_path = _base_path(base)
-        params, shape = tr.peek_base(base_path)  # no TensorFlow yet: misfits fail fast
-        r = load_recipe(recipe) if recipe else Recipe()
-        fe = tr.base_frontend(params)
-        r = r.replace(name=name, keywords=tuple(k.strip() for k in keywords.split(",") if k.strip()),
-                      data=tuple(str(d) for d in data), epochs=epochs, learning_rate=learning_rate,
-                      warmup_epochs=0, model="transfer", **({"frontend": fe} if fe else {}))
-        if fe is not None and fe.frontend_type == "speech_embedding" and shape:
-            r = r.replace(embedding_frames=shape[0])  # a head reads as many embeddings as its base
-        r = apply_overrides(r, overrides) if overrides else r
-        r.validate()
-        if shape is not None:
-            tr.check_shape(shape, r.frontend, str(base_path))
-        from keywire.training.train import check_recipe, train as run
+    overrides = parse_cli_overrides(list(ctx.args))
+    base_path = _base_path(base)
+    params, shape = tr.peek_base(base_path)  # no TensorFlow yet: misfits fail fast
+    r = load_recipe(recipe) if recipe else Recipe()
+    fe = tr.base_frontend(params)
+    r = r.replace(name=name, keywords=tuple(k.strip() for k in keywords.split(",") if k.strip()),
+                  data=tuple(str(d) for d in data), epochs=epochs, learning_rate=learning_rate,
+                  warmup_epochs=0, model="transfer", **({"frontend": fe} if fe else {}))
+    if fe is not None and fe.frontend_type == "speech_embedding" and shape:
+        r = r.replace(embedding_frames=shape[0])  # a head reads as many embeddings as its base
+    r = apply_overrides(r, overrides) if overrides else r
+    r.validate()
+    if shape is not None:
+        tr.check_shape(shape, r.frontend, str(base_path))
+    from keywire.training.train import check_recipe, train as run
 
-        ds = check_recipe(r)
-        b = tr.load_base(base_path)
-        tr.check_fit(b, r.frontend)
-        _say(f"base {b.source}: {b.model.count_params()} parameters, freeze={freeze}")
+    ds = check_recipe(r)
+    b = tr.load_base(base_path)
+    tr.check_fit(b, r.frontend)
+    _say(f"base {b.source}: {b.model.count_params()} parameters, freeze={freeze}")
+    with _native_quiet():
         result = run(r, out or Path(name), cache_root=cache / "features" if cache else None, progress=_say,
                      factory=tr.factory(b, freeze), dataset=ds, verbose=0 if quiet else 2)
-    except KeywireError as exc:
-        raise _fail(exc)
     _summary(result)
 
 
@@ -137,28 +139,6 @@ def _base_path(base: str) -> Path:
     from keywire.training.bundled import model_path
 
     return model_path(base).parent  # a bundled model's folder (holds its .keras)
-
-
-def evaluate(
-    model: Annotated[Path, typer.Argument(help="A .tflite, a keywire model folder or an MLTK .mltk.zip.")],
-    dataset_dir: Annotated[Path, typer.Argument(help="Speech Commands-layout folder.")],
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
-    plots: Annotated[Optional[Path], typer.Option(help="Folder for confusion matrix, ROC and precision/recall plots.")] = None,
-) -> None:
-    """Accuracy of a model through the agent's own frontend and runtime (the device's code path)."""
-    from keywire.training.evaluate import evaluate_folder, format_report, load_any_model, save_json, save_plots
-
-    try:
-        m = load_any_model(model)
-        r = evaluate_folder(m, dataset_dir)
-    except KeywireError as exc:
-        raise _fail(exc)
-    typer.echo(format_report(r))
-    if json_out:
-        save_json(r, json_out, m)
-    if plots:
-        for p in save_plots(r, plots):
-            typer.echo(f"wrote {p}", err=True)
 
 
 models_app = typer.Typer(help="Bundled models: list them, or print one's path.", invoke_without_command=True,
@@ -181,14 +161,8 @@ def models_path(name: Annotated[str, typer.Argument(help="Bundled model name, e.
     """Print a bundled model's .tflite path."""
     from keywire.training.bundled import model_path
 
-    try:
-        typer.echo(str(model_path(name)))
-    except KeywireError as exc:
-        raise _fail(exc)
-
-
+    typer.echo(str(model_path(name)))
 def register(app: typer.Typer) -> None:
     app.command(context_settings=_EXTRA, epilog=_fields_help())(train)
     app.command(context_settings=_EXTRA)(transfer)
-    app.command()(evaluate)
     app.add_typer(models_app, name="models")

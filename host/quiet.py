@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -22,12 +23,15 @@ def quiet_tensorflow(debug: bool = False) -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
+    # e.g. the converter's "Statistics for quantized inputs were expected" on every export
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\.")
 
 
 @contextmanager
 def native_stderr_silenced(debug: bool = False) -> Iterator[None]:
-    """Descriptor 2 goes to /dev/null inside the block (C/C++ log lines); Python's own
-    `sys.stderr` is flushed first and works again afterwards. Exceptions still propagate."""
+    """Inside the block, file descriptor 2 goes to /dev/null (C/C++ log lines), while Python's
+    `sys.stderr` (progress, warnings, errors, rich) writes to the real stderr through a
+    duplicate of it. Nothing changes with --debug or without a real descriptor 2."""
     if debug:
         yield
         return
@@ -38,11 +42,17 @@ def native_stderr_silenced(debug: bool = False) -> Iterator[None]:
         return
     sys.stderr.flush()
     saved = os.dup(fd)
+    python_stderr = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding or "utf-8",
+                           errors="backslashreplace")
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, fd)
         yield
     finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = python_stderr
         os.dup2(saved, fd)
         os.close(saved)
         os.close(devnull)

@@ -26,7 +26,9 @@ from keywire.agent.errors import ConfigError
 from .augment import noise_bank, spec_augment, stream_bed_pool
 from .dataset import SILENCE, SPLITS, UNKNOWN, Clip, Dataset, load_dataset
 from .features import FeatureCache, default_cache_dir, extract, model_input
+from .progress import bar, is_terminal
 from .recipe import EMBEDDING, Recipe
+from .train_output import clean_history, epoch_reporter, majority_hint, result_warnings
 from . import zoo
 
 log = logging.getLogger("keywire.training")
@@ -83,13 +85,15 @@ def prepare_data(recipe: Recipe, dataset: Dataset, cache_root: Optional[Path] = 
         copies = recipe.augmentation.copies if split == "train" else 0
         clips = dataset.clips[split]
         last = [time.monotonic()]
+        with bar(f"features {split}", enabled=progress is not None) as update:
 
-        def tick(i: int, n: int) -> None:
-            if progress and (time.monotonic() - last[0] > 5 or i == n):
-                last[0] = time.monotonic()
-                progress(f"features {split}: {i}/{n} clips")
+            def tick(i: int, n: int) -> None:
+                update(i, n)  # a bar on a terminal; a line every 30 s in a log
+                if progress and (i == n or (not is_terminal() and time.monotonic() - last[0] > 30)):
+                    last[0] = time.monotonic()
+                    progress(f"features {split}: {i}/{n} clips")
 
-        u16, kept = extract(clips, cache, copies, tick)
+            u16, kept = extract(clips, cache, copies, tick)
         n, c = u16.shape[:2]
         flat = u16.reshape((n * c,) + u16.shape[2:])
         x = np.stack([model_input(f, fe) for f in flat]) if len(flat) else \
@@ -245,6 +249,8 @@ def train(recipe: Recipe, out_dir: Path, cache_root: Optional[Path] = None,
         report["members_best_val_accuracy"] = [max(h.get("val_accuracy", [0.0]) or [0.0]) for h in histories]
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     result.report = report
+    for w in report.get("warnings", []):
+        _say(progress, f"warning: {w}")
     return result
 
 
@@ -293,9 +299,10 @@ def _fit(recipe: Recipe, data: PreparedData, keras_path: Path, progress: Optiona
         val = (data.x["validation"][:, 0], _targets(data.y["validation"], n_classes, binary, 0.0))
     _say(progress, f"training {model.name}: {model.count_params()} parameters, {len(data.y['train'])} clips "
                    f"x {data.x['train'].shape[1]} feature copies, {recipe.epochs} epochs")
+    callbacks.append(epoch_reporter(recipe.epochs, lambda m: _say(progress, m), quiet=verbose == 0))
     hist = model.fit(_batches(recipe, data, binary, n_classes), validation_data=val, epochs=recipe.epochs,
-                     callbacks=callbacks, verbose=verbose)
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+                     callbacks=callbacks, verbose=0)  # keras's own lines repeat every metric; see train_output
+    history = clean_history(hist.history)
     best = keras.models.load_model(keras_path, compile=False) if keras_path.exists() else model
     return best, history, binary
 
@@ -329,6 +336,7 @@ def export_model_dir(recipe: Recipe, model: Any, data: PreparedData, out_dir: Pa
     from keywire.agent.model import KeywordModel
 
     from .evaluate import EvalItem, evaluate_clips
+    from .plots import save_plots
     from .export import model_params, to_float_tflite, to_int8_tflite, with_params
     from .history import save_history
 
@@ -368,8 +376,24 @@ def export_model_dir(recipe: Recipe, model: Any, data: PreparedData, out_dir: Pa
         items = [EvalItem(c.path or f"generated {c.word} {c.generated_seed}", c.label, _audio_loader(c, noise, speech, fe))
                  for c in data.clips[split]]
         if items:
-            report[split] = evaluate_clips(KeywordModel.load(tfl), items).summary()
+            with bar(f"evaluating {split}") as update:
+                evaluated = evaluate_clips(KeywordModel.load(tfl), items, update)
+            report[split] = evaluated.summary()
+            save_plots(evaluated, out_dir, prefix=f"{split}_")  # <split>_confusion_matrix.png, _roc, _precision_recall
+    report["warnings"] = _result_warnings(recipe, data, report)
     return TrainResult(out_dir, out_dir / f"{recipe.name}.keras", tfl, ftfl, history, report, 0.0)
+
+
+def _result_warnings(recipe: Recipe, data: PreparedData, report: dict[str, Any]) -> list[str]:
+    """Warnings about the exported model's evaluation (majority class, empty splits, keywords
+    only in train_data); see `train_output.result_warnings`."""
+    roots = [str(Path(d).resolve()) for d in recipe.train_data]
+    train_only = [k for k in recipe.keywords
+                  if roots and all(any(str(Path(c.path).resolve()).startswith(r + "/") for r in roots)
+                                   for c in data.clips["train"] if c.label == k)]
+    in_split = {s: sorted({c.label for c in data.clips[s]} & set(recipe.keywords)) for s in ("validation", "test")}
+    return result_warnings(report["classes"], recipe.keywords, report, in_split, train_only,
+                           majority_hint(recipe.weight_averaging, report.get("epochs_run", 0)))
 
 
 def _audio_loader(clip: Clip, noise: Any, speech: Any, fe: Any) -> Callable[[], np.ndarray]:
