@@ -22,7 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 app = typer.Typer(name="keywire", help="keywire: keyword spotting for fleets of small devices.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True)
 
 _state = {"debug": False}
 

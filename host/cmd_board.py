@@ -72,7 +72,7 @@ def board_emulator(
 def board_push(
     model: Annotated[Path, typer.Argument(help="Model (.tflite) to install on the board.")],
     board: Annotated[str, typer.Option("--board", help="serial:/dev/ttyACM0[@BAUD]")],
-    timeout_s: Annotated[float, typer.Option("--timeout-s", help="Seconds to wait for the board.")] = 10.0,
+    timeout_s: Annotated[float, typer.Option("--timeout", "--timeout-s", help="Seconds to wait for the board.")] = 10.0,
 ) -> None:
     """Transfer a model to a BRD2601 over serial (CRC-checked, staged, verified, activated)."""
     from keywire.agent.board import messages as m

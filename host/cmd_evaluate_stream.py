@@ -147,15 +147,24 @@ def evaluate_stream(
     streams: Annotated[Optional[Path], typer.Option(
         help="Score streams saved earlier by --save-streams instead of building new ones.")] = None,
     save_streams: Annotated[Optional[Path], typer.Option(help="Also save the streams (WAV + labels) here.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report (with DET curves) as JSON.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--report", help="Also write the full report (with DET curves) "
+                                                      "as JSON to this file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON on stdout instead of tables.")] = False,
     plots: Annotated[Optional[Path], typer.Option(help="Write DET curve PNGs into this folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
     """Recall, false accepts per hour, DET curves and latency on long keyword/background streams."""
+    from .tables import show, stream_table
+
     report = run_evaluate_stream(model, positives, background or [], hours, snr_db, seed, gap_s, spacing_check,
                                  spacing_snr_db, tolerance_s, max_per_keyword, background_dbfs, streams,
                                  save_streams, json_out, plots, _progress(quiet))
-    typer.echo(report.to_text())
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=1))
+        return
+    show(stream_table(report))
+    for line in report.spacing_summary() + report.to_text().splitlines()[-1:]:
+        typer.echo(line)  # spacing checks, then the background and CPU summary
 
 
 def _plan(hours: float, snr_db: str, seed: int, gap_s: str, spacing_check: str, spacing_snr_db: float,
@@ -182,7 +191,6 @@ def run_evaluate_stream(model_spec: Path, positives: Optional[Path], background:
                         streams_dir: Optional[Path], save_dir: Optional[Path], json_out: Optional[Path],
                         plots: Optional[Path], progress=None):
     """The engine call behind `evaluate-stream` (importable for benchmarks)."""
-    from keywire.agent.model import KeywordModel
     from keywire.training import stream_eval as se
     from keywire.training import streams as st
 
@@ -193,7 +201,7 @@ def run_evaluate_stream(model_spec: Path, positives: Optional[Path], background:
             raise ConfigError("give --positives and --background (or --streams DIR of saved streams)")
         all_clips = st.keyword_clips(positives)
         bg_files = _backgrounds(background)
-    m = KeywordModel.load(resolve_model(model_spec))
+    m = _load(model_spec)
     rate = m.frontend.sample_rate_hz
     if streams_dir is not None:
         sset = se.stream_set_from_saved(st.load_streams(streams_dir, rate))
@@ -215,6 +223,17 @@ def run_evaluate_stream(model_spec: Path, positives: Optional[Path], background:
     return report
 
 
+def _load(model_spec: Path):  # -> KeywordModel
+    """The model, without TFLite's native log line (unless --debug)."""
+    from keywire.agent.model import KeywordModel
+
+    from .cli import debug_enabled
+    from .quiet import native_stderr_silenced
+
+    with native_stderr_silenced(debug_enabled()):
+        return KeywordModel.load(resolve_model(model_spec))
+
+
 def _with_rate(plan, rate: int):
     import dataclasses
 
@@ -224,7 +243,7 @@ def _with_rate(plan, rate: int):
 def calibrate(
     model: Annotated[Path, typer.Argument(help="A .tflite model (or a bundled model's name).")],
     background: Annotated[List[str], typer.Option(help="Background speech/noise: folders or WAV files.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the calibrated .tflite.")],
+    output: Annotated[Path, typer.Option("--out", "-o", "--output", help="Where to write the calibrated .tflite.")],
     target_fa_per_hour: Annotated[float, typer.Option(help="False accepts per hour to stay within.")] = 0.5,
     positives: Annotated[Optional[Path], typer.Option(
         help="Keyword clips (Speech Commands layout); without them thresholds only meet the FA target.")] = None,
@@ -234,24 +253,39 @@ def calibrate(
     seed: Annotated[int, typer.Option(help="Stream seed (use a different one than for evaluation).")] = 1,
     max_per_keyword: Annotated[Optional[int], typer.Option(help="At most this many clips per keyword.")] = None,
     tolerance_s: Annotated[float, typer.Option(help="A detection up to this long after a keyword ends is a hit.")] = 1.0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the calibration report as JSON.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--report", help="Also write the calibration report as JSON "
+                                                      "to this file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the calibration report as JSON on stdout.")] = False,
+    max_frr: Annotated[float, typer.Option(help="Warn when the calibrated model misses more than this share of "
+                                           "keywords (false-reject rate).")] = 0.5,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
     """Choose per-class thresholds, window and minimum count for a false-accept target; write them
     into a copy of the model."""
     cal = run_calibrate(model, background, output, target_fa_per_hour, positives, hours, snr_db, scope.value,
                         seed, max_per_keyword, tolerance_s, json_out, _progress(quiet))
-    from keywire.training.calibrate import describe
+    import math
 
-    typer.echo(describe(cal))
-    typer.echo(f"wrote {output}")
+    from .tables import calibration_table, show, warn
+
+    if as_json:
+        typer.echo(json.dumps(cal.to_dict(), indent=1))
+    else:
+        show(calibration_table(cal))
+    worst = [c for c in cal.choices if not math.isnan(c.frr) and c.frr > max_frr]
+    if worst:
+        warn(f"the calibrated model misses {', '.join(f'{c.keyword!r} {c.frr * 100:.0f}%' for c in worst)} of the "
+             f"keywords in the positive streams (above --max-frr {max_frr * 100:.0f}%): the FA target "
+             f"{target_fa_per_hour:g}/h is too strict for this model; it is written anyway")
+    elif math.isnan(cal.mean_frr):
+        warn("no --positives: the thresholds only meet the false-accept target; how many keywords they miss is unknown")
+    typer.echo(f"wrote {output}", err=as_json)
 
 
 def run_calibrate(model_spec: Path, background: List[str], output: Path, target: float, positives: Optional[Path],
                   hours: float, snr_db: str, scope: str, seed: int, max_per_keyword: Optional[int],
                   tolerance_s: float, json_out: Optional[Path], progress=None):
     """The engine call behind `calibrate` (importable for benchmarks)."""
-    from keywire.agent.model import KeywordModel
     from keywire.training import calibrate as cb
     from keywire.training import stream_eval as se
     from keywire.training import streams as st
@@ -261,7 +295,7 @@ def run_calibrate(model_spec: Path, background: List[str], output: Path, target:
     plan = _plan(hours, snr_db, seed, "3-9", "", 10.0, tolerance_s, max_per_keyword, -38.0)
     bg_files = _backgrounds(background)
     all_clips = st.keyword_clips(positives) if positives is not None else []
-    m = KeywordModel.load(resolve_model(model_spec))
+    m = _load(model_spec)
     plan = _with_rate(plan, m.frontend.sample_rate_hz)
     pool = st.BackgroundPool(bg_files, m.frontend.sample_rate_hz)
     clips = se.select_clips(all_clips, m.classes, plan.max_per_keyword, seed) if all_clips else []

@@ -20,7 +20,7 @@ class FeatureDtype(str, Enum):
 def features(
     wavs: Annotated[List[Path], typer.Argument(help="WAV clips (PCM or float, any rate and channel count; read as mono at the model's rate).")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Model whose fe.* settings define the frontend.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the [N, frames, channels] .npy "
+    output: Annotated[Path, typer.Option("--out", "-o", "--output", help="Where to write the [N, frames, channels] .npy "
                                                               "(an existing folder: features.npy inside it).")],
     dtype: Annotated[FeatureDtype, typer.Option(help="uint16 frontend output or the int8 model input.")] = FeatureDtype.uint16,
 ) -> None:

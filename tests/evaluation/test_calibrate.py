@@ -74,7 +74,7 @@ def test_calibrate_command_writes_a_loadable_model(tmp_path, tiny_model, sc_fold
     out = tmp_path / "cal.tflite"
     r = keywire("calibrate", str(tiny_model), "--background", str(background_folder), "--positives",
                 str(sc_folder), "--hours", "0.02", "--snr-db", "20", "--target-fa-per-hour", "40",
-                "--output", str(out), "--json", str(tmp_path / "cal.json"), "-q")
+                "--out", str(out), "--report", str(tmp_path / "cal.json"), "-q")
     assert r.returncode == 0, r.stderr
     params = read_params(out.read_bytes())
     report = json.loads((tmp_path / "cal.json").read_text())
@@ -83,7 +83,16 @@ def test_calibrate_command_writes_a_loadable_model(tmp_path, tiny_model, sc_fold
     assert params["classes"] == ["yes", "no", "_unknown_", "_silence_"]  # everything else kept
     m = KeywordModel.load(out)
     assert m.detection.detection_threshold_list == tuple(report["params"]["detection_threshold_list"])
-    assert "threshold" in r.stdout
+    assert "threshold" in r.stdout and "FRR: share of keywords missed" in " ".join(r.stdout.split())
+    # a strict target: a warning exactly when some keyword's false-reject rate is above --max-frr
+    r = keywire("calibrate", str(tiny_model), "--background", str(background_folder), "--positives",
+                str(sc_folder), "--hours", "0.02", "--snr-db", "20", "--target-fa-per-hour", "0.01",
+                "--out", str(tmp_path / "strict.tflite"), "--max-frr", "0.05", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    strict = json.loads(r.stdout)
+    missed = [k for k, v in strict["keywords"].items() if v["frr"] is not None and v["frr"] > 0.05]
+    assert ("warning: the calibrated model misses" in r.stderr) == bool(missed), (r.stderr, strict)
+    assert (tmp_path / "strict.tflite").exists()
 
 
 def test_evaluate_stream_command_saves_and_rescores_the_same_streams(tmp_path, tiny_model, sc_folder,
@@ -91,17 +100,19 @@ def test_evaluate_stream_command_saves_and_rescores_the_same_streams(tmp_path, t
     args = ["evaluate-stream", str(tiny_model), "--hours", "0.01", "--snr-db", "20", "--spacing-check", "2-3",
             "-q"]
     r = keywire(*args, "--positives", str(sc_folder), "--background", str(background_folder),
-                "--save-streams", str(tmp_path / "streams"), "--json", str(tmp_path / "a.json"),
+                "--save-streams", str(tmp_path / "streams"), "--report", str(tmp_path / "a.json"),
                 "--plots", str(tmp_path / "plots"))
     assert r.returncode == 0, r.stderr
-    assert "recall" in r.stdout
+    text = " ".join(r.stdout.split())
+    assert "recall" in text and "FRR@1" in text and "FA/h bg: per hour of keyword-free background" in text
+    assert "XNNPACK" not in r.stderr
     a = json.loads((tmp_path / "a.json").read_text())
     assert set(a["conditions"]) == {"snr20", "snr10_gap2-3"}
     assert (tmp_path / "plots" / "det_tiny.png").stat().st_size > 5000
     assert (tmp_path / "streams" / "streams.json").exists()
-    r = keywire(*args, "--streams", str(tmp_path / "streams"), "--json", str(tmp_path / "b.json"))
+    r = keywire(*args, "--streams", str(tmp_path / "streams"), "--json")
     assert r.returncode == 0, r.stderr
-    b = json.loads((tmp_path / "b.json").read_text())
+    b = json.loads(r.stdout)
     # saved streams re-score to the same figures, spacing variants included
     for kw in ("yes", "no"):
         assert b["conditions"]["snr20"][kw]["det"] == a["conditions"]["snr20"][kw]["det"]
