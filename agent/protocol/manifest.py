@@ -136,6 +136,10 @@ def build_manifest(model: bytes, key: Ed25519PrivateKey, chunk_size: int = DEFAU
                  input_shape=tuple(input_shape_of(model)),
                  issued_at=float(issued_at if issued_at is not None else time.time()),
                  detection=_jsonable(detection))
+    try:
+        m.check()  # what a device will check: refuse here, before anything is published
+    except MessageError as exc:
+        raise ModelError(f"the model cannot be pushed: {exc}") from None
     return m.signed(key)
 
 
