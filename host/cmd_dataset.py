@@ -6,7 +6,6 @@ No TensorFlow is imported.
 """
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -21,34 +20,6 @@ dataset_app = typer.Typer(name="dataset", help="Download Speech Commands or synt
 
 class Archive(str, Enum):
     speech_commands = "speech-commands"
-
-
-class _ByteProgress:
-    """A stderr progress bar for a transfer whose total may be unknown."""
-    def __init__(self, label: str, quiet: bool) -> None:
-        self.label, self.quiet = label, quiet
-        self.bar = None
-        self.shown = 0
-        self.last_plain = -1
-
-    def __call__(self, done: int, total: Optional[int]) -> None:
-        if self.quiet:
-            return
-        if total:
-            if self.bar is None:
-                self.bar = typer.progressbar(length=total, label=self.label, file=sys.stderr,
-                                             show_percent=True, show_eta=True)
-                self.bar.__enter__()
-            self.bar.update(done - self.shown)
-            self.shown = done
-        elif done // (64 << 20) != self.last_plain:
-            self.last_plain = done // (64 << 20)
-            typer.echo(f"{self.label}: {done / 1e6:.0f} MB", err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
 
 
 @dataset_app.command("download")
@@ -66,16 +37,15 @@ def download(
     """Download the official archive (resumable, checksum-verified) and extract it into DEST."""
     from keywire.training.download import DownloadSpec, download as fetch, speech_commands_archive
 
-    progress = _ByteProgress("downloading", quiet)
-    try:
+    from keywire.training.progress import bar
+
+    with bar("downloading", enabled=not quiet, unit="bytes") as progress:  # rich, on a terminal only
         info = speech_commands_archive(version)
         if url and not sha256:
             raise ConfigError("--url needs --sha256 (the archive must be verifiable)")
         spec = DownloadSpec(url=url or info.url, sha256=sha256 or info.sha256, dest=dest,
                             size=None if url else info.size, keep_archive=keep_archive, retries=retries)
         result = fetch(spec, progress)
-    finally:
-        progress.close()
     if result.status == "present":
         typer.echo(f"{dest}: already downloaded and verified", err=True)
     else:
@@ -104,30 +74,16 @@ def synth(
     """Speak keywords and negatives with every TTS voice on the machine into 1 s clips."""
     from keywire.training.synth import SynthConfig, parse_words, synthesize_dataset
 
-    bar = None
-    try:
+    from keywire.training.progress import bar
+
+    with bar("synthesizing", enabled=not quiet) as progress:  # rich, on a terminal only
         neg = tuple(w.strip() for w in negatives.split(",") if w.strip())
         config = SynthConfig(words=parse_words(words), out=out, per_word=per_word, per_negative=per_negative,
                              negatives=neg, near_misses=near_misses, common_negatives=common_negatives,
                              voices=tuple(v.strip() for v in voices.split(",") if v.strip()),
                              seed=seed, rate=rate, jobs=jobs)
         config.validate()
-        state = {"shown": 0}
-
-        def progress(done: int, total: int) -> None:
-            nonlocal bar
-            if quiet:
-                return
-            if bar is None:
-                bar = typer.progressbar(length=total, label="synthesizing", file=sys.stderr)
-                bar.__enter__()
-            bar.update(done - state["shown"])
-            state["shown"] = done
-
         report = synthesize_dataset(config, progress)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
     for f in report.failures[:5]:
         typer.echo(f"warning: {f}", err=True)
     typer.echo(report.summary())

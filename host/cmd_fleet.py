@@ -68,17 +68,21 @@ def push(
 
     from .push import PushEngine, PushOptions, PushTarget
 
+    from .tables import DeviceProgress
+
+    bars = DeviceProgress(enabled=not as_json)  # a bar per device on a terminal, a line per state otherwise
+
     def show(d) -> None:
-        if not as_json:
-            extra = f" {d.received}/{d.total}" if d.total and d.state == "receiving" else ""
-            reason = f" - {printable(d.reason)}" if d.reason else ""
-            typer.echo(f"{printable(d.device_id, 64)}: {printable(d.state, 32)}{extra}{reason}", err=True)
+        bars.update(printable(d.device_id, 64), printable(d.state, 32), d.received, d.total, printable(d.reason))
 
     data = model.read_bytes()
     engine = PushEngine(_settings(mqtt, "push", ca, cert, cert_key, username, password, protocol), fleet,
                         load_private_key(key), on_update=show)
-    result = engine.push(data, PushTarget(tuple(device or ()), group or "", all_devices),
-                         PushOptions(chunk_size=chunk_size, canary=canary, wait_s=wait, version=version))
+    try:
+        result = engine.push(data, PushTarget(tuple(device or ()), group or "", all_devices),
+                             PushOptions(chunk_size=chunk_size, canary=canary, wait_s=wait, version=version))
+    finally:
+        bars.close()
     m = result.manifest
     if as_json:
         typer.echo(json.dumps({"ok": result.ok, "model": m.name, "version": m.version, "sha256": m.sha256,

@@ -110,3 +110,40 @@ def calibration_table(cal: "Calibration") -> Table:
                  caption=f"threshold: score 0-255 to fire; FRR: share of keywords missed (false rejects) in the "
                          f"positive streams; FA/h: false accepts per hour of the {cal.hours:.2f} h of background; "
                          f"budget {cal.budget_fa_per_hour:g} FA/h per keyword")
+
+
+class DeviceProgress:
+    """Per-device push progress: one bar per device on a terminal (chunks received), otherwise
+    one line per change of state (not one per chunk)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._console = err()
+        self._live = enabled and self._console.is_terminal
+        self._enabled = enabled
+        self._tasks: dict[str, Any] = {}
+        self._last: dict[str, tuple[str, str]] = {}
+        self._bars: Any = None
+        if self._live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[state]}"), console=self._console)
+            self._bars.start()
+
+    def update(self, device: str, state: str, received: int, total: int, reason: str) -> None:
+        """`device`, `state` and `reason` must already be safe to print."""
+        if not self._enabled:
+            return
+        shown = state + (f" - {reason}" if reason else "")
+        if self._bars is not None:
+            if device not in self._tasks:
+                self._tasks[device] = self._bars.add_task(device, total=total or None, state=shown)
+            self._bars.update(self._tasks[device], completed=received, total=total or None, state=shown)
+        elif self._last.get(device) != (state, reason):
+            self._last[device] = (state, reason)
+            self._console.print(f"{device}: {shown}", markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None

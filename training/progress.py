@@ -20,20 +20,24 @@ def _console():
 
 
 @contextmanager
-def bar(description: str, enabled: bool = True, total: Optional[int] = None) -> Iterator[Update]:
-    """A transient progress bar; `update(done, total)` moves it (no-op without a terminal)."""
+def bar(description: str, enabled: bool = True, total: Optional[int] = None,
+        unit: str = "items") -> Iterator[Update]:
+    """A transient progress bar; `update(done, total)` moves it (no-op without a terminal).
+    `unit="bytes"` shows sizes and speed; a total of None or 0 draws an open-ended bar."""
     console = _console() if enabled else None
     if console is None or not console.is_terminal:
         yield lambda done, total: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn, TransferSpeedColumn)
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    counts = (DownloadColumn(), TransferSpeedColumn()) if unit == "bytes" else (MofNCompleteColumn(),)
+    with Progress(TextColumn("{task.description}"), BarColumn(), *counts, TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True) as p:
         task = p.add_task(description, total=total)
 
-        def update(done: int, n: int) -> None:
-            p.update(task, completed=done, total=n)
+        def update(done: int, n: Optional[int]) -> None:
+            p.update(task, completed=done, total=n or None)
 
         yield update
 
