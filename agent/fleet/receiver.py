@@ -306,5 +306,5 @@ def _sha_hint(payload: bytes) -> str:
         return checked_digest(sha)
     except FleetError:
         return ""
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deeply nested JSON too
         return ""
