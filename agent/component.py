@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # only types: components must not import the runtime
-    from .config import AgentConfig, DetectionOverrides
+    from keywire.protocol.detection import DetectionOverrides, DetectionSettings
+
+    from .config import AgentConfig
     from .events import Detection, EventSink
     from .model import KeywordModel
-    from .settings import DetectionSettings
 
 
 class AudioState(str, enum.Enum):

@@ -19,12 +19,13 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from keywire.protocol.detection import DetectionOverrides, DetectionSettings
+from keywire.protocol.errors import AudioError, ConfigError, KeywireError
+
 from .component import AgentComponent, AudioState, AudioStatus, StatsSnapshot, StatusReporter, Tick
-from .config import AgentConfig, DetectionOverrides, build_config, load_config_file
-from .errors import AudioError, ConfigError, KeywireError
+from .config import AgentConfig, build_config, load_config_file
 from .events import Detection, EventSink, FanOut
 from .model import KeywordModel
-from keywire.protocol.detection import DetectionSettings
 from .sources import AudioSource, open_source
 from .spotter import KeywordSpotter
 

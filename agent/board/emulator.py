@@ -25,7 +25,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..errors import KeywireError, ModelError
+from keywire.protocol.errors import KeywireError, ModelError
+
 from ..model import KeywordModel
 from ..audio_io import read_wav
 from ..spotter import KeywordSpotter

@@ -13,13 +13,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import KeywireError, ParamsError
+from keywire.protocol.errors import KeywireError, ModelRejected, ParamsError
+from keywire.protocol.frontend_settings import FrontendSettings
+from keywire.protocol.manifest import Manifest, sha256_hex
+
 from ..frontend.embedding import (EMBEDDING_FRONTEND, EMBEDDING_STEP_SAMPLES, FIRST_EMBEDDING_SAMPLES,
                                   compute_embeddings, embedding_window, feature_models)
 from ..model import KeywordModel
-from ..settings import FrontendSettings
-from .errors import ModelRejected
-from .manifest import Manifest, sha256_hex
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Deque, Sequence
 
 import numpy as np
 
-from .messages import Telemetry
+from keywire.protocol.messages import Telemetry
 
 ACTIVITY_DBFS = -50.0
 
