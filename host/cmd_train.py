@@ -152,8 +152,12 @@ def models(ctx: typer.Context) -> None:
         return
     from keywire.training.bundled import list_models
 
-    for m in list_models():
-        typer.echo(f"{m.name:<10} {m.size / 1024:7.1f} kB  {', '.join(m.classes)}")
+    from .tables import show, table
+
+    show(table("bundled models", ("name", "size", "classes", "description"),
+               [(m.name, f"{m.size / 1024:.1f} kB", ", ".join(m.classes), m.description) for m in list_models()],
+               caption="size: the int8 .tflite; `keywire models path NAME` prints its path, and every command "
+                       "that takes a model accepts NAME", right=(1,)))
 
 
 @models_app.command("path")

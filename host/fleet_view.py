@@ -82,17 +82,22 @@ def send_command(settings: MqttSettings, fleet: str, device: str, action: str, d
 
 
 def format_rows(rows: list[DeviceRow], now: Optional[float] = None) -> str:
-    """The status table; every device-supplied field is escaped (`printable`) and bounded."""
+    """The status table (rich), its headers explained under it; every device-supplied field is
+    escaped (`printable`) and bounded."""
+    from .tables import render_text, table
+
     now = now or time.time()
-    lines = [f"{'DEVICE':<20} {'ONLINE':<7} {'MODEL':<18} {'VERSION':<10} {'LAST SEEN':>10} {'DET/H':>8}  NOTE"]
+    out = []
     for r in rows:
         ago = now - r.last_seen if r.last_seen else float("nan")
         seen = "never" if not r.last_seen else (f"{ago:.0f}s ago" if ago < 120 else f"{ago / 60:.0f}m ago"
                                                 if ago < 7200 else f"{ago / 3600:.0f}h ago")
-        lines.append(f"{printable(r.device_id, 64):<20} {'yes' if r.online else 'no':<7} "
-                     f"{printable(r.model, 18):<18} {printable(r.version, 10):<10} "
-                     f"{seen:>10} {r.detections_per_hour:>8.1f}  {printable(r.reason)}")
-    return "\n".join(lines)
+        out.append((printable(r.device_id, 64), "yes" if r.online else "no", printable(r.model, 18),
+                    printable(r.version, 10), seen, f"{r.detections_per_hour:.1f}", printable(r.reason)))
+    return render_text(table("", ("device", "online", "model", "version", "last seen", "det/h", "note"), out,
+                             caption="last seen: since the device's last status or telemetry; det/h: detections "
+                                     "in the last hour; note: the last rejected push or failed command",
+                             right=(4, 5)))
 
 
 class Watcher:

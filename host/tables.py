@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:  # pragma: no cover
     from keywire.training.calibrate import Calibration
@@ -39,12 +40,13 @@ def warn(message: str) -> None:
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = "",
-          right_from: int = 1) -> Table:
-    t = Table(title=title, caption=caption or None, caption_justify="left", title_justify="left")
+          right_from: int = 1, right: Optional[Sequence[int]] = None) -> Table:
+    """Columns from `right_from` on (or those in `right`) are right-aligned (numbers)."""
+    t = Table(title=title or None, caption=caption or None, caption_justify="left", title_justify="left")
     for i, c in enumerate(columns):
-        t.add_column(c, justify="right" if i >= right_from else "left")
-    for r in rows:
-        t.add_row(*[str(v) for v in r])
+        t.add_column(c, justify="right" if (i in right if right is not None else i >= right_from) else "left")
+    for r in rows:  # cells are plain text: a `[` in a device's or a class's name is not rich markup
+        t.add_row(*[v if isinstance(v, Text) else Text(str(v)) for v in r])
     return t
 
 
@@ -57,13 +59,17 @@ def show(t: Table, console: Optional[Console] = None) -> None:
         c.print(str(legend), style="dim", soft_wrap=False, width=min(c.width, 110))
 
 
+def render_text(t: Table) -> str:
+    """A table and its caption as plain text (no colour codes), e.g. for a caller that prints it."""
+    import io
+
+    buf = io.StringIO()
+    show(t, Console(file=buf, width=_WIDE, soft_wrap=False, highlight=False, color_system=None))
+    return buf.getvalue().rstrip("\n")
+
+
 def pct(v: Optional[float]) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v * 100:.1f}%"
-
-
-def show_name(name: str) -> str:
-    """Class names as rich markup-safe text (`[` would start markup)."""
-    return name.replace("[", "\\[")
 
 
 def eval_table(r: "EvalResult", title: str) -> Table:
@@ -74,7 +80,7 @@ def eval_table(r: "EvalResult", title: str) -> Table:
     rows = []
     for k, acc in r.per_class().items():
         a = auc.get(k)
-        rows.append((show_name(k), counts[k], pct(acc), pct(pr[k]["precision"]) if k in pr else "n/a",
+        rows.append((k, counts[k], pct(acc), pct(pr[k]["precision"]) if k in pr else "n/a",
                      f"{a:.3f}" if a is not None else "n/a"))
     return table(title, ("class", "clips", "recall", "precision", "ROC AUC"), rows,
                  caption="recall: share of the class's clips predicted as that class (its accuracy); precision: "
@@ -92,7 +98,7 @@ def stream_table(report: "StreamReport") -> Table:
         for kw, r in res.items():
             at = [pct(r.at_targets[t]["frr"]) if t in r.at_targets else "n/a" for t in targets]
             lat = [("n/a" if math.isnan(r.latency_ms[k]) else f"{r.latency_ms[k]:.0f} ms") for k in ("median", "p90")]
-            rows.append((cond, show_name(kw), r.occurrences, pct(r.recall), f"{r.fa_per_hour:.2f}",
+            rows.append((cond, kw, r.occurrences, pct(r.recall), f"{r.fa_per_hour:.2f}",
                          f"{r.fa_per_hour_background:.2f}", *at, *lat))
     caption = ("condition: snrX = keywords X dB above the background (_gapA-B: other spacing); n: keyword "
                "occurrences; recall: share detected with the model's own settings; FA/h: false accepts per "
@@ -103,7 +109,7 @@ def stream_table(report: "StreamReport") -> Table:
 
 
 def calibration_table(cal: "Calibration") -> Table:
-    rows = [(show_name(c.keyword), c.threshold, pct(c.frr), f"{c.fa_per_hour:.2f}") for c in cal.choices]
+    rows = [(c.keyword, c.threshold, pct(c.frr), f"{c.fa_per_hour:.2f}") for c in cal.choices]
     d = cal.detection
     return table(f"calibrated: window {d.average_window_duration_ms} ms, minimum_count {d.minimum_count}",
                  ("keyword", "threshold", "FRR", "FA/h"), rows,
