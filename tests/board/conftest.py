@@ -37,8 +37,8 @@ MODEL_VERSION = "4"
 
 
 def _with_params(raw: bytes, name: str, threshold: int) -> bytes:
-    from keywire.agent.params import write_params
-    from keywire.agent.settings import FrontendSettings
+    from keywire.protocol.sl_params import write_params
+    from keywire.protocol.frontend_settings import FrontendSettings
 
     fe = FrontendSettings(window_size_ms=30, window_step_ms=20, filterbank_n_channels=40)
     params = {"name": name, "version": MODEL_VERSION, "classes": ["speech", "_silence_"], **fe.to_params(),

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from keywire.agent.board.link import DEFAULT_BAUD, BoardSpec
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 
 from .conftest import agent_cmd, env
 

@@ -12,7 +12,7 @@ import pytest
 
 from keywire.agent.board import messages as m
 from keywire.agent.board.link import BoardLink, BoardSpec, LinkSettings, LinkState
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 
 from .conftest import agent_cmd, env, read_json_lines, run_agent_during, wait_for
 

@@ -7,7 +7,7 @@ import pytest
 
 from keywire.agent.board.ccore import CDetector
 from keywire.agent.detector import Detector
-from keywire.agent.settings import DetectionSettings
+from keywire.protocol.detection import DetectionSettings
 from tests.fixtures.paths import REPO
 
 VECTORS = REPO / "firmware" / "tests" / "detect_vectors.txt"

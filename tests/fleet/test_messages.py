@@ -7,12 +7,11 @@ import os
 
 import pytest
 
-from keywire.agent.fleet.errors import MessageError, SignatureError
-from keywire.agent.fleet.manifest import Manifest, build_manifest, split
-from keywire.agent.fleet.messages import Command, ModelInfo, Progress, Reply, Status, Telemetry
-from keywire.agent.fleet.signing import generate_keys, load_private_key, load_public_key, trusted_keys
-from keywire.agent.fleet.topics import DeviceTopics, FleetTopics
-from keywire.agent.errors import ConfigError, ModelError
+from keywire.protocol.errors import ConfigError, MessageError, ModelError, SignatureError
+from keywire.protocol.manifest import Manifest, build_manifest, split
+from keywire.protocol.messages import Command, ModelInfo, Progress, Reply, Status, Telemetry
+from keywire.protocol.signing import generate_keys, load_private_key, load_public_key, trusted_keys
+from keywire.protocol.topics import DeviceTopics, FleetTopics
 
 SAMPLES = [
     Status("d1", True, 1.5, ModelInfo("m", "1", "a" * 64, ("yes", "no")), None, {"detection_threshold": 200},
@@ -99,7 +98,7 @@ def test_keys_refuse_overwrite_and_private_key_is_private(tmp_path):
 
 
 def test_mqtt_settings_from_url():
-    from keywire.agent.fleet.link import MqttSettings
+    from keywire.protocol.mqtt_link import MqttSettings
 
     assert MqttSettings("mqtt://broker.lan").endpoint() == ("broker.lan", 1883, False, "", "")
     assert MqttSettings("mqtts://u%40x:p%3Aw@10.0.0.2").endpoint() == ("10.0.0.2", 8883, True, "u@x", "p:w")

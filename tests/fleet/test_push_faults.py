@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
+from keywire.agent.fleet.store import ModelStore
 from keywire.protocol.manifest import build_manifest, split
 from keywire.protocol.signing import generate_keys, load_private_key
-from keywire.agent.fleet.store import ModelStore
 from keywire.protocol.topics import FleetTopics
 
 from .conftest import FLEET, device_status, run_keywire

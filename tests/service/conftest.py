@@ -34,8 +34,9 @@ open(sys.argv[1], "wb").write(tf.lite.TFLiteConverter.from_keras_model(m).conver
 @pytest.fixture(scope="session")
 def loudness_model(cache_dir: Path) -> Path:
     """A real .tflite with SL_PARAMSv1: classes (_quiet_, speech), float input, softmax output."""
-    from keywire.agent.params import write_params
-    from keywire.agent.settings import DetectionSettings, FrontendSettings
+    from keywire.protocol.sl_params import write_params
+    from keywire.protocol.detection import DetectionSettings
+    from keywire.protocol.frontend_settings import FrontendSettings
 
     out = cache_dir / "service" / f"loudness_{LOUDNESS:g}_{GAIN:g}.tflite"
     if out.exists():
