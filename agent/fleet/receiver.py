@@ -241,8 +241,9 @@ class PushReceiver:
             new = staging.put(index, payload)
         except ValueError as exc:
             self.corrupt_chunks += 1
-            log.warning("model %s: %s; waiting for it to be sent again", m.sha256[:12], exc)
-            self._progress(RECEIVING, reason=str(exc))
+            if self.limiter.allow(payload):  # a flood of bad chunks is answered at a bounded rate too
+                log.warning("model %s: %s; waiting for it to be sent again", m.sha256[:12], exc)
+                self._progress(RECEIVING, reason=str(exc))
             return
         if index in self._subscribed:
             self._subscribed.discard(index)
