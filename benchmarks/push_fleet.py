@@ -35,15 +35,15 @@ sys.path.insert(0, str(REPO))
 # ------------------------------------------------------------------ device processes
 def run_devices(ids: list[str], url: str, fleet: str, pub: str, state_root: str, cut: list[str], self_test: bool,
                 ready: "mp.Queue", results: "mp.Queue", stop: "mp.Event") -> None:
-    from keywire.agent.fleet.link import MqttLink, MqttSettings
-    from keywire.agent.fleet.manifest import sha256_hex
-    from keywire.agent.fleet.messages import ModelInfo, Status
     from keywire.agent.fleet.receiver import PushReceiver
     from keywire.agent.fleet.selftest import DeviceProfile, self_test as run_self_test
-    from keywire.agent.fleet.errors import ModelRejected
-    from keywire.agent.fleet.signing import trusted_keys
     from keywire.agent.fleet.store import ModelStore
-    from keywire.agent.fleet.topics import DeviceTopics
+    from keywire.protocol.errors import ModelRejected
+    from keywire.protocol.manifest import sha256_hex
+    from keywire.protocol.messages import ModelInfo, Status
+    from keywire.protocol.mqtt_link import MqttLink, MqttSettings
+    from keywire.protocol.signing import trusted_keys
+    from keywire.protocol.topics import DeviceTopics
 
     trusted = trusted_keys([Path(pub)])
     profile = DeviceProfile()
@@ -88,7 +88,7 @@ def run_devices(ids: list[str], url: str, fleet: str, pub: str, state_root: str,
                         if s is not None:
                             s.shutdown(socket.SHUT_RDWR)
 
-        def activate(self, data: bytes, m) -> None:
+        def activate(self, data: bytes, m) -> str:
             if self_test:
                 run_self_test(data, m, profile)
             elif len(data) != m.size or sha256_hex(data) != m.sha256:
@@ -96,6 +96,7 @@ def run_devices(ids: list[str], url: str, fleet: str, pub: str, state_root: str,
             self.model = ModelInfo(m.name, m.version, m.sha256, m.classes)
             self.store.install(data, self.model, m.issued_at)
             self.active_at = time.time()
+            return ""  # no note for the 'active' report
 
         def report(self, p) -> None:
             self.link.publish(self.topics.progress, p.to_json())
@@ -144,8 +145,8 @@ def sys_bytes(url_host: str, port: int) -> tuple[int, int]:
 # ------------------------------------------------------------------ one scenario
 def scenario(n: int, cut_fraction: float, procs: int, model: Path, workdir: Path, self_test: bool,
              wait_s: float) -> dict:
-    from keywire.agent.fleet.link import MqttSettings
-    from keywire.agent.fleet.signing import generate_keys, load_private_key
+    from keywire.protocol.mqtt_link import MqttSettings
+    from keywire.protocol.signing import generate_keys, load_private_key
     from keywire.host.push import PushEngine, PushOptions, PushTarget
     from tests.fixtures.broker import Broker
 
@@ -207,7 +208,7 @@ def main() -> int:
     from tests.fleet.models import build_model
 
     model = build_model(REPO / ".cache" / "tests" / "fleet" / "base.tflite")
-    from keywire.agent.params import merge_params
+    from keywire.protocol.sl_params import merge_params
 
     pushed = REPO / ".cache" / "bench" / "push_v2.tflite"
     if not pushed.exists():
