@@ -8,8 +8,9 @@ store's folder:
                pending model starts), "stopped" (clean stop), "failed" (the processing loop
                ended on an error)
     fault.log  Python's faulthandler writes a traceback here when the process dies of a
-               fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL: a crash inside the
-               interpreter or a kernel)
+               fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL: a crash inside the interpreter
+               or a kernel; SIGABRT: also what systemd's watchdog sends when the processing
+               loop stopped making progress)
 
 The rule (how crash rollbacks are counted by cause):
 
@@ -18,7 +19,7 @@ The rule (how crash rollbacks are counted by cause):
   inside the pending window roll back to the last-known-good model and blacklist the new
   one (`rejected`: never installed again, a new version must be pushed).
 - **unclean stop**: the run ended without a word: SIGKILL, the OOM killer, a power cut, a
-  watchdog reset. It says nothing about the model, so it is never blacklisted. After
+  board reset. It says nothing about the model, so it is never blacklisted. After
   `MAX_UNCLEAN_STOPS` of them inside the window the device still goes back to the
   last-known-good model (so it keeps listening) and defers the new one: the manifest that
   brought it is not retried, a later push of the same model installs it again.
