@@ -123,7 +123,40 @@ def _scan_folder(root: Path, recipe: Recipe, skipped: list[str], field_name: str
             else:
                 split = split_of(spk, recipe.validation_percentage, recipe.testing_percentage, recipe.split_salt)
             out.append((str(p), d.name, spk, split))
+    for p in sorted(q for q in root.iterdir() if q.is_file() and q.suffix.lower() == AUDIO_EXT):
+        named = flat_name(p.stem)  # a flat folder such as the Free Spoken Digit Dataset
+        if named is None:
+            skipped.append(f"{p}: not in a class folder and not named <label>_<speaker>_<n>.wav")
+            continue
+        word, spk = label_for(named[0], recipe.keywords), named[1]
+        if split_to:
+            split = split_to
+        elif val or test:
+            split = "validation" if p.name in val else "test" if p.name in test else "train"
+        else:
+            split = split_of(spk, recipe.validation_percentage, recipe.testing_percentage, recipe.split_salt)
+        out.append((str(p), word, spk, split))
     return out
+
+
+_FLAT = re.compile(r"^([^_]+)_(.+)_(\d+)$")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+LAYOUTS = ("expected Speech Commands layout (<folder>/<label>/<clip>.wav, e.g. yes/0a7c2a8d_nohash_0.wav) "
+           "or a flat folder of <label>_<speaker>_<n>.wav files (e.g. 0_jackson_0.wav)")
+
+
+def flat_name(stem: str) -> Optional[tuple[str, str]]:
+    """(label, speaker) of a flat `<label>_<speaker>_<n>` file name, else None."""
+    m = _FLAT.match(stem)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def label_for(label: str, classes: Sequence[str]) -> str:
+    """A flat file's label as a class name: itself, or a digit's word (`1` -> `one`) when that
+    is a class."""
+    if label not in classes and len(label) == 1 and label.isdigit() and DIGIT_WORDS[int(label)] in classes:
+        return DIGIT_WORDS[int(label)]
+    return label
 
 
 def noise_files(recipe: Recipe) -> list[str]:
@@ -177,7 +210,8 @@ def load_dataset(recipe: Recipe) -> Dataset:
 
     for k in recipe.keywords:
         if not any(by[s].get(k) for s in SPLITS):
-            raise ConfigError(f"recipe field 'keywords': no samples for keyword {k!r} in {list(recipe.data)}")
+            raise ConfigError(f"recipe field 'keywords': no samples for keyword {k!r} in {list(recipe.data)} "
+                              f"({LAYOUTS})")
         if not by["train"].get(k):
             raise ConfigError(f"recipe field 'keywords': keyword {k!r} has no training samples")
     if (recipe.unknown_class_percentage > 0 and recipe.speech_unknown_percentage <= 0

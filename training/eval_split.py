@@ -14,21 +14,16 @@ whose digit labels `0`-`9` also match a model's `zero`-`nine`).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 from keywire.protocol.errors import ConfigError
 
-from .dataset import NOISE_DIR, SILENCE, SPLITS, UNKNOWN, scan_eval_folder, speaker_of, split_of
+from .dataset import LAYOUTS, NOISE_DIR, SILENCE, SPLITS, UNKNOWN, flat_name, label_for, scan_eval_folder, speaker_of, split_of
 from .recipe import Recipe, load_recipe
 
-LAYOUTS = ("expected Speech Commands layout (<folder>/<label>/<clip>.wav, e.g. yes/0a7c2a8d_nohash_0.wav) "
-           "or a flat folder of <label>_<speaker>_<n>.wav files (e.g. 0_jackson_0.wav)")
 SPLIT_CHOICES = ("test", "validation", "train", "all")
-_FLAT = re.compile(r"^([^_]+)_(.+)_(\d+)$")
-_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 @dataclass(frozen=True)
@@ -50,12 +45,10 @@ class Selection:
 
 
 def _label_for(word: str, classes: Sequence[str]) -> str:
-    cls = set(classes)
-    if word in cls and not word.startswith("_"):
+    word = label_for(word, classes)
+    if word in classes and not word.startswith("_"):
         return word
-    if word.isdigit() and len(word) == 1 and _DIGITS[int(word)] in cls:
-        return _DIGITS[int(word)]
-    if word == SILENCE and SILENCE in cls:
+    if word == SILENCE and SILENCE in classes:
         return SILENCE
     return UNKNOWN
 
@@ -72,11 +65,11 @@ def scan_folder(root: Path, classes: Sequence[str]) -> tuple[list[LabelledClip],
     if flat and not has_class_dirs:
         clips, bad = [], []
         for p in flat:
-            m = _FLAT.match(p.stem)
-            if m is None:
+            named = flat_name(p.stem)
+            if named is None:
                 bad.append(p.name)
                 continue
-            clips.append(LabelledClip(str(p), _label_for(m.group(1), classes), m.group(2)))
+            clips.append(LabelledClip(str(p), _label_for(named[0], classes), named[1]))
         if not clips:
             raise ConfigError(f"{root}: no file is named <label>_<speaker>_<n>.wav, e.g. {bad[0]} ({LAYOUTS})")
         return clips, [f"{root / b}: not named <label>_<speaker>_<n>.wav" for b in bad]
