@@ -93,6 +93,9 @@ class KeywordModel:
                     _in_idx=interp.get_input_details()[0]["index"],
                     _out_idx=interp.get_output_details()[0]["index"])
         model._check_input_shape()
+        # A corrupt model can load and still fail in the runtime at its first invocation
+        # (kernel prepare, delegate, bad quantisation): refuse it here, not in the audio loop.
+        model.infer(np.zeros(model.window_shape, dtype=np.uint16))
         return model
 
     def _check_input_shape(self) -> None:
@@ -186,9 +189,14 @@ class KeywordModel:
     def infer(self, features: np.ndarray) -> np.ndarray:
         """uint8 score per class for one feature window (MLTK's score convention)."""
         interp = self._interp
-        interp.set_tensor(self._in_idx, self.prepare_input(features))
-        interp.invoke()
-        return scores_to_uint8(interp.get_tensor(self._out_idx).reshape(-1), self.output.dtype)
+        try:
+            interp.set_tensor(self._in_idx, self.prepare_input(features))
+            interp.invoke()
+            raw = interp.get_tensor(self._out_idx)
+        except (RuntimeError, ValueError) as exc:
+            detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{self.source}: the TFLite runtime cannot run this model: {detail}") from None
+        return scores_to_uint8(raw.reshape(-1), self.output.dtype)
 
 
 def scores_to_uint8(raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
