@@ -28,7 +28,7 @@ from keywire.protocol.errors import ConfigError, FileAccessError
 from .confusables import Confusable, phrase_confusables, speakable_or_raise
 from .synth import SynthConfig, normalize_word, render_clip, ClipJob, synthesize_dataset, synthesize_passages
 from .synth_voices import TTSEngineError, Voice, VoiceCatalog
-from .synth_words import COMMON_WORDS, PASSAGES, word_salad
+from .synth_words import COMMON_WORDS, word_salad
 
 Progress = Callable[[str], None]
 
@@ -166,6 +166,26 @@ def build_wakeword(spec: WakewordSpec, progress: Optional[Progress] = None) -> W
             tmp.cleanup()
 
 
+@dataclass(frozen=True)
+class SpeechFiles:
+    folder: Path
+    seconds: float
+
+
+def read_aloud(folder: Path, texts: Sequence[str], voices: Sequence[str], seed: int, forbidden: Sequence[str],
+               jobs: int) -> SpeechFiles:
+    """Keyword-free speech: `texts` read by the voices into `jobs` WAV files in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = [tuple(texts[i::jobs]) for i in range(jobs) if texts[i::jobs]]
+    with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        results = list(pool.map(lambda ip: synthesize_passages(folder / f"part{ip[0]}.wav", ip[1], voices,
+                                                               seed=seed * 100 + ip[0], forbidden=forbidden),
+                                enumerate(parts)))
+    return SpeechFiles(folder, sum(r.seconds for r in results))
+
+
 def _negative_words(words: Sequence[str], conf: dict[str, list[Confusable]]) -> list[str]:
     """Confusables of every word that are not themselves one of the wake words (or a homophone
     espeak-ng says the same way)."""
@@ -199,14 +219,14 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
     stage("speak words")
     salad_words = _salad_words(words)
     say(f"reading {spec.salad_sentences + spec.calibration_sentences} sentences of keyword-free speech")
-    train_speech = synthesize_passages(work / "speech_train.wav", word_salad(spec.salad_sentences, spec.seed, salad_words),
-                                       specs, seed=spec.seed, forbidden=words)
-    calib_texts = word_salad(spec.calibration_sentences, spec.seed + 1000, salad_words)
-    calib_speech = synthesize_passages(work / "speech_calibration.wav", calib_texts, specs,
-                                       seed=spec.seed + 1000, forbidden=words)
+    train_speech = read_aloud(work / "speech_train", word_salad(spec.salad_sentences, spec.seed, salad_words),
+                              specs, spec.seed, words, spec.jobs)
+    calib_speech = read_aloud(work / "speech_calibration",
+                              word_salad(spec.calibration_sentences, spec.seed + 1000, salad_words),
+                              specs, spec.seed + 1000, words, spec.jobs)
     noise_dir = make_noise(work / "noise", spec.seed)
     stage("speak keyword-free speech")
-    recipe = wakeword_recipe(spec, words, synth_dir, work / "speech_train.wav", noise_dir)
+    recipe = wakeword_recipe(spec, words, synth_dir, train_speech.folder, noise_dir)
     from .dataset import load_dataset
     from .train import train
 
@@ -215,7 +235,7 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
     result = train(recipe, work / "model", cache_root=spec.cache, progress=say, dataset=dataset, verbose=0)
     stage("train")
     say("calibrating thresholds on keyword-free speech")
-    backgrounds = [calib_speech.path, *spec.background]
+    backgrounds = [calib_speech.folder, *spec.background]
     cal, stream_report = calibrate_head(result.tflite_path, dataset, words, backgrounds,
                                         spec.target_fa_per_hour, spec.seed, work / "calibration_positives")
     from .calibrate import apply_calibration
@@ -272,13 +292,15 @@ def wakeword_recipe(spec: WakewordSpec, words: Sequence[str], synth_dir: Path, s
     """The speech-embedding recipe of a wake word: synthetic (and real) clips, keyword-free
     speech as babble and `_unknown_` windows, stream-like training windows."""
     from .recipe import from_dict
+    from .streams import audio_files
 
+    real_speech = audio_files(spec.background) if spec.background else []  # folders searched recursively
     return from_dict({
         "name": spec.name, "description": f"wake word {', '.join(words)} (keywire wakeword)",
         "keywords": [normalize_word(w) for w in words],
         "data": [str(synth_dir)] + [str(d) for d in spec.data],
         "background_noise": [str(noise)],
-        "background_speech": [str(speech)] + [str(b) for b in spec.background],
+        "background_speech": [str(speech)] + [str(f) for f in real_speech],
         "speech_unknown_percentage": 40.0, "unknown_class_percentage": 100.0, "silence_class_percentage": 30.0,
         "validation_percentage": 10.0, "testing_percentage": 15.0, "split_salt": "keywire-wakeword",
         "model": "embedding_conv", "model_options": {"filters": 64, "units": 64, "dropout": 0.3},
