@@ -187,6 +187,7 @@ json_events = false
 # password = ""
 # protocol = "3.1.1"         # or "5"
 # ha_discovery = false       # Home Assistant MQTT discovery
+# ha_max_event_age_s = 300   # older (spooled) detections reach the event log, not Home Assistant
 # telemetry_s = 60
 
 [board]
