@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import struct
 import tempfile
@@ -43,9 +44,37 @@ class Harness:
     target: Callable[[Any], None]
 
 
+class _LoggedTracebacks(logging.Handler):
+    """Collects log records that carry a traceback: a daemon that catches everything and logs
+    `exception()` has still met an input it did not expect."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[0] is not None and not issubclass(record.exc_info[0], KeywireError):
+            self.records.append(record)
+
+
 def failure_of(h: Harness, value: Any) -> Optional[str]:
-    """None when `h.target(value)` succeeded or raised a one-line KeywireError; otherwise a
-    short signature of the failure (exception type and where it was raised)."""
+    """None when `h.target(value)` succeeded or raised a one-line KeywireError (and logged no
+    traceback); otherwise a short signature of the failure (exception type and where)."""
+    logged = _LoggedTracebacks()
+    root = logging.getLogger()
+    root.addHandler(logged)
+    try:
+        failure = _run(h, value)
+    finally:
+        root.removeHandler(logged)
+    if failure is None and logged.records:
+        r = logged.records[0]
+        exc = r.exc_info[1] if r.exc_info else None
+        return f"logged traceback ({r.getMessage()[:60]}): {type(exc).__name__}: {str(exc)[:100]}"
+    return failure
+
+
+def _run(h: Harness, value: Any) -> Optional[str]:
     try:
         h.target(value)
     except KeywireError as exc:
@@ -363,14 +392,24 @@ def _frame_strategy() -> st.SearchStrategy:
     from keywire.agent.board import frame as fr
     from keywire.agent.board import messages as bm
 
+    u8, u16, u32 = st.integers(0, 0xFF), st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF)
+    boot = st.one_of(st.just(BOOT_ID), u32)
+    hello = st.builds(bm.Hello, u8, st.tuples(u8, u8, u8), u8, boot, u32, st.one_of(st.just(16000), u16), u8,
+                      st.text(max_size=40), st.text(max_size=40), u32, u32)
+    detection = st.builds(bm.DetectionMsg, boot, u32, u32, u8, u8, st.text(max_size=40))
+    typed = st.tuples(st.one_of(hello, detection), u16).map(lambda t: t[0].to_frame(t[1]))
     types = sorted(bm.MESSAGE_TYPES)
     framed = st.builds(lambda t, seq, payload, version: _frame(t, seq, payload, version),
-                       st.one_of(st.sampled_from(types), st.integers(0, 255)), st.integers(0, 0xFFFF),
+                       st.one_of(st.sampled_from(types), st.integers(0, 255)), u16,
                        st.binary(max_size=fr.MAX_PAYLOAD + 8), st.sampled_from([fr.PROTOCOL_VERSION] * 6 + [0, 2, 255]))
     valid = [m.to_frame(1) for m in (bm.Ping(), bm.GetInfo())]
-    stream = st.lists(st.one_of(framed, st.binary(max_size=64), st.sampled_from(valid),
+    stream = st.lists(st.one_of(typed, framed, st.binary(max_size=64), st.sampled_from(valid),
                                 st.sampled_from(valid).flatmap(lambda v: mutated_bytes(v, 2))), max_size=8)
-    return stream.map(b"".join)
+    first = bm.Hello(board_id="brd", model_name="m", boot_id=BOOT_ID).to_frame(0)
+    return stream.map(lambda parts: first + b"".join(parts))
+
+
+BOOT_ID = 7
 
 
 def _frame(msg_type: int, seq: int, payload: bytes, version: int) -> bytes:
@@ -382,19 +421,27 @@ def _frame(msg_type: int, seq: int, payload: bytes, version: int) -> bytes:
 
 
 def _frame_target(data: bytes) -> None:
-    """The agent's serial reader: frames from a byte stream, then their typed messages."""
+    """What the agent does with a board's byte stream: frames, typed messages, and the board
+    component turning detections into `Detection` events (serialised as for MQTT)."""
     from keywire.agent.board import frame as fr
     from keywire.agent.board import messages as bm
+    from keywire.agent.board.component import BoardComponent
+    from keywire.agent.board.link import BoardLink
+    from keywire.agent.board.link_settings import BoardSpec, LinkSettings
 
+    spec = BoardSpec.parse("serial:/dev/null")
+    comp = BoardComponent(spec, bm.Mode.DETECT, DEVICE)
+    comp.link = BoardLink(spec, LinkSettings(request_timeout_s=0.001, request_retries=0),  # never opened
+                          on_detection=comp._on_detection, on_event=comp._on_event)
+    comp._relay = lambda det: det.to_json()
     dec = fr.FrameDecoder()  # fed in two pieces, as a serial port delivers
-    frames = list(dec.feed(data[:len(data) // 3])) + list(dec.feed(data[len(data) // 3:]))
-    for f in frames:
+    for f in list(dec.feed(data[:len(data) // 3])) + list(dec.feed(data[len(data) // 3:])):
+        comp.link._on_frame(f, time.monotonic())
         if f.error is None:
             try:
-                msg = bm.decode(f)
+                bm.decode(f).to_frame(f.seq)  # what was decoded can be encoded again
             except bm.ProtocolError:
-                continue
-            msg.to_frame(f.seq)  # what was decoded can be encoded again
+                pass
 
 
 # ---------------------------------------------------------------- model files
