@@ -69,7 +69,6 @@ class RunRecord:
     def __init__(self, models_dir: Path) -> None:
         self.path = Path(models_dir) / "run.json"
         self.fault_path = Path(models_dir) / "fault.log"
-        self._fault_file: Optional[IO[str]] = None
 
     def previous_end(self, sha256: str) -> tuple[RunEnd, str]:
         """How the last run of model `sha256` ended, with the evidence (read before `began`)."""
@@ -114,16 +113,27 @@ class RunRecord:
             log.warning("cannot record the run state in %s: %s", self.path, exc.strerror or exc)
 
     def catch_fatal_signals(self) -> None:
-        """From now on a fatal signal leaves its traceback in fault.log (emptied here)."""
+        """From now on a fatal signal leaves its traceback in fault.log (emptied here, once per
+        process: faulthandler is process-wide, so is the file it writes to)."""
+        global _fault_file
+        if _fault_file is not None and _fault_file.name == str(self.fault_path):
+            return
         try:
-            self._fault_file = open(self.fault_path, "w")
+            f = open(self.fault_path, "w")
         except OSError as exc:
             log.warning("cannot record crashes in %s: %s", self.fault_path, exc.strerror or exc)
             return
-        faulthandler.enable(self._fault_file, all_threads=True)
+        faulthandler.enable(f, all_threads=True)
+        if _fault_file is not None:
+            _fault_file.close()
+        _fault_file = f
 
     def release(self) -> None:
-        if self._fault_file is not None:
+        global _fault_file
+        if _fault_file is not None and _fault_file.name == str(self.fault_path):
             faulthandler.disable()
-            self._fault_file.close()
-            self._fault_file = None
+            _fault_file.close()
+            _fault_file = None
+
+
+_fault_file: Optional[IO[str]] = None  # where faulthandler writes in this process

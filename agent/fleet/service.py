@@ -92,13 +92,18 @@ def prepare_agent_config(cfg: AgentConfig) -> AgentConfig:
         raise ConfigError("MQTT needs a state directory (--state-dir) for the event spool and models")
     store = ModelStore(Path(cfg.state_dir))
     st = store.state()
+    runs = RunRecord(store.dir)
     if st.pending and st.active is not None:
-        end, evidence = RunRecord(store.dir).previous_end(st.active.sha256)
+        end, evidence = runs.previous_end(st.active.sha256)
         verdict = store.note_boot(end, evidence)
         if verdict.rolled_back:
             log.warning("rolled back to the previous model: %s", verdict.reason)
         elif verdict.reason:
             log.warning("the new model's last run ended early (%s); it stays on trial", verdict.reason)
+    st = store.state()
+    if st.pending and st.active is not None:
+        runs.began(st.active.sha256)  # from here (loading the model included) a crash is this run's
+    runs.catch_fatal_signals()
     if store.state().active is None:  # first start: the --model becomes the store's active model
         if not cfg.model:
             raise ConfigError("no model given (--model) and none installed in the state directory")
