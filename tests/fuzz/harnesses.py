@@ -494,10 +494,29 @@ def _wav_strategy() -> st.SearchStrategy:
 def _wav_target(data: bytes) -> None:
     """A WAV file given to `--source file:`, `features`, `evaluate`: read it whole, resampled."""
     from keywire.agent.audio_io import read_wav
+    from keywire.agent.sources import open_source
 
     path = workdir() / "clip.wav"
     path.write_bytes(data)
-    read_wav(path, 16000)
+
+    def streamed() -> None:  # `keywire-agent run --source file:` reads it in chunks
+        src = open_source(f"file:{path}", 16000, realtime=False)
+        src.open()
+        try:
+            for _ in range(10000):
+                if src.read(1600) is None:
+                    break
+        finally:
+            src.close()
+
+    refused: list[KeywireError] = []
+    for read in (lambda: read_wav(path, 16000), streamed):  # each path on its own
+        try:
+            read()
+        except KeywireError as exc:
+            refused.append(exc)
+    if refused:
+        raise refused[0]
 
 
 # ---------------------------------------------------------------- TOML: recipes and agent config
