@@ -1,7 +1,7 @@
 """Home Assistant MQTT discovery: each device appears with an event entity, no HA configuration.
 
 With `--ha-discovery` (or `ha_discovery = true` under `[mqtt]`) the agent publishes retained
-configs under `<prefix>/<component>/<device id>/<fleet>_<object>/config`:
+configs under `<prefix>/<component>/<fleet>/<device id>/config` (component `event` and `sensor`):
 
 - an `event` entity whose event types are the model's keywords (`_unknown_` and `_silence_`
   never fire), fed by the device's `ha_event` topic;
@@ -9,9 +9,9 @@ configs under `<prefix>/<component>/<device id>/<fleet>_<object>/config`:
 
 Both carry `default_entity_id` (Home Assistant 2025.10 deprecated `object_id`), an `origin`
 block and availability from the device's status topic (its last will). The node id is the
-device id so the broker ACL `homeassistant/+/%u/+/config` confines each device to its own
-configs; the fleet is in the object id, so equally named devices of two fleets do not
-overwrite each other.
+fleet, so equally named devices of two fleets do not overwrite each other; the object id is
+the device id, so the broker ACL `homeassistant/+/+/%u/config` confines each device to its
+own configs.
 
 Every detection goes to the `event` topic (the complete log, spooled, nothing lost). Only
 detections younger than `max_event_age_s` are also published on `ha_event`: a detection
@@ -30,8 +30,12 @@ DEFAULT_MAX_EVENT_AGE_S = 300.0
 
 
 def node_id(device: DeviceTopics) -> str:
-    """The device id itself (so the broker ACL `homeassistant/+/%u/+/config` confines it);
-    HA allows only [A-Za-z0-9_-] here."""
+    """The fleet (HA allows only [A-Za-z0-9_-] in a discovery topic's ids)."""
+    return device.fleet.replace(".", "_")
+
+
+def object_id(device: DeviceTopics) -> str:
+    """The device id itself, so the broker ACL `homeassistant/+/+/%u/config` confines it."""
     return device.device_id.replace(".", "_")
 
 
@@ -48,8 +52,7 @@ def keywords(classes: Sequence[str]) -> list[str]:
 def discovery_messages(device: DeviceTopics, classes: Sequence[str], software_version: str,
                        prefix: str = "homeassistant") -> list[tuple[str, bytes]]:
     """(topic, retained payload) pairs announcing this device to Home Assistant."""
-    node = node_id(device)
-    fleet = device.fleet.replace(".", "_")
+    fleet, node = node_id(device), object_id(device)
     uid = f"keywire_{fleet}_{node}"
     dev = {"identifiers": [uid], "name": f"keywire {device.device_id} ({device.fleet})", "manufacturer": "keywire",
            "model": "keyword spotting agent", "sw_version": software_version}
@@ -69,8 +72,8 @@ def discovery_messages(device: DeviceTopics, classes: Sequence[str], software_ve
         "state_topic": device.status, "value_template": "{{ value_json.model.name ~ ' ' ~ value_json.model.version }}",
         "entity_category": "diagnostic", "availability": [availability], "device": dev, "origin": origin,
     }
-    return [(f"{prefix}/event/{node}/{fleet}_keyword/config", dumps(event)),
-            (f"{prefix}/sensor/{node}/{fleet}_model/config", dumps(model))]
+    return [(f"{prefix}/event/{fleet}/{node}/config", dumps(event)),
+            (f"{prefix}/sensor/{fleet}/{node}/config", dumps(model))]
 
 
 def fresh_detection(payload: bytes, max_age_s: float, now: Optional[float] = None) -> Optional[bytes]:

@@ -81,9 +81,11 @@ def test_status_watch_keys_telemetry_discovery_mqtt5(broker, start_agent, observ
     obs = observe(broker)
     start_agent(broker, "dev1", mqtt_config={"protocol": "5", "ha_discovery": True, "telemetry_s": 0.5})
     online(obs)
+    obs.wait_for(lambda: any(t == f"homeassistant/event/{FLEET}/dev1/config" for t, _, _ in obs.messages),
+                 what="discovery published")  # before the late subscriber, so it must get the retained copy
     late = observe(broker, "homeassistant/#")  # subscribes afterwards, like Home Assistant starting later
     cfg = late.wait_for(lambda: next((json.loads(p) for t, p, retain in late.messages
-                                      if t == f"homeassistant/event/dev1/{FLEET}_keyword/config" and retain), None),
+                                      if t == f"homeassistant/event/{FLEET}/dev1/config" and retain), None),
                         what="retained Home Assistant discovery config")
     assert cfg["event_types"] == ["yes", "no"]  # _unknown_ and _silence_ never fire
     assert cfg["state_topic"] == T.device("dev1").base + "/ha_event" and cfg["unique_id"] == "keywire_t_dev1_keyword"

@@ -20,8 +20,8 @@ def _retained(obs, topic: str):
 def test_discovery_configs_name_fleet_keywords_origin_and_default_entity_id() -> None:
     msgs = dict(discovery_messages(DeviceTopics("home", "kitchen.pi"),
                                    ("on", "off", "_unknown_", "_silence_"), "1.2"))
-    event = json.loads(msgs["homeassistant/event/kitchen_pi/home_keyword/config"])
-    sensor = json.loads(msgs["homeassistant/sensor/kitchen_pi/home_model/config"])
+    event = json.loads(msgs["homeassistant/event/home/kitchen_pi/config"])
+    sensor = json.loads(msgs["homeassistant/sensor/home/kitchen_pi/config"])
     assert event["event_types"] == ["on", "off"]
     assert event["default_entity_id"] == "event.keywire_home_kitchen_pi_keyword" and "object_id" not in event
     assert sensor["default_entity_id"] == "sensor.keywire_home_kitchen_pi_model" and "object_id" not in sensor
@@ -42,12 +42,13 @@ def test_ha_discovery_flag_and_max_event_age_on_real_broker(broker, start_agent,
     dev = DeviceTopics(FLEET, "dev1")
     obs = observe(broker, f"keywire/{FLEET}/device/dev1/#", persistent=True)
     agent = start_agent(broker, "dev1", extra=("--ha-discovery", "--max-event-age", "1"), detect_every_ms=150)
-    obs.wait_for(lambda: any(st.get("online") for st in obs.json_on("/status")), what="the device online")
+    seen = observe(broker, "homeassistant/#")
+    seen.wait_for(lambda: len({t for t, _, _ in seen.messages}) >= 2, what="discovery published")
     late = observe(broker, "homeassistant/#")  # subscribes afterwards, like Home Assistant starting later
-    cfg = _retained(late, f"homeassistant/event/dev1/{FLEET}_keyword/config")
+    cfg = _retained(late, f"homeassistant/event/{FLEET}/dev1/config")  # node id: the fleet
     assert cfg["event_types"] == ["yes", "no"] and cfg["state_topic"] == f"{dev.base}/ha_event"
     assert cfg["origin"]["name"] == "keywire" and cfg["default_entity_id"] == f"event.keywire_{FLEET}_dev1_keyword"
-    _retained(late, f"homeassistant/sensor/dev1/{FLEET}_model/config")
+    _retained(late, f"homeassistant/sensor/{FLEET}/dev1/config")
     obs.wait_for(lambda: obs.json_on("/ha_event"), what="a fresh detection on the Home Assistant topic")
 
     t_down = time.time()
@@ -66,3 +67,41 @@ def test_ha_discovery_flag_and_max_event_age_on_real_broker(broker, start_agent,
     assert not set(stale) & set(ha_ids), "detections older than --max-event-age reached Home Assistant"
     assert len(ha_ids) == len(set(ha_ids)) and set(ha_ids) <= {e["event_id"] for e in obs.json_on("/event")}
     assert all(e["keyword"] in ("yes", "no") for e in ha)
+
+
+def test_shipped_acl_lets_a_device_write_only_its_own_ha_topics(broker_factory, start_agent, observe, tmp_path):
+    import subprocess
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from tests.fixtures.paths import REPO
+
+    pw = tmp_path / "passwd"
+    for i, user in enumerate(("keywire-host", "homeassistant", "dev1", "dev2")):
+        subprocess.run(["mosquitto_passwd", "-b"] + (["-c"] if i == 0 else []) + [str(pw), user, f"{user}-secret"],
+                       check=True, capture_output=True)
+    b = broker_factory(anonymous=False, extra_config=[f"password_file {pw}",
+                                                      f"acl_file {REPO / 'systemd' / 'mosquitto-keywire.acl'}"])
+    ha = observe(b, "#", username="homeassistant", password="homeassistant-secret")
+    agent = start_agent(b, "dev1", extra=("--ha-discovery",),
+                        mqtt_config={"username": "dev1", "password": "dev1-secret"})
+    ha.wait_for(lambda: any(t == f"homeassistant/event/{FLEET}/dev1/config" for t, _, _ in ha.messages),
+                what="dev1's discovery config under the ACL")
+    ha.wait_for(lambda: ha.json_on("/dev1/ha_event"), what="Home Assistant reading dev1's ha_event")
+    rogue = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dev2-raw")
+    rogue.username_pw_set("dev2", "dev2-secret")
+    rogue.connect(b.host, b.port)
+    rogue.loop_start()
+    forged = [(f"homeassistant/event/{FLEET}/dev1/config", b'{"name":"forged"}'),
+              (f"keywire/{FLEET}/device/dev1/ha_event", b'{"v":1,"type":"detection","keyword":"forged"}')]
+    for topic, payload in forged:
+        rogue.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    rogue.publish(f"homeassistant/event/{FLEET}/dev2/config", b'{"name":"own"}', qos=1).wait_for_publish(5)
+    time.sleep(1.0)
+    rogue.loop_stop()
+    rogue.disconnect()
+    assert any(t == f"homeassistant/event/{FLEET}/dev2/config" for t, _, _ in ha.messages)  # its own config works
+    for topic, payload in forged:
+        assert all(p != payload for t, p, _ in ha.messages if t == topic), f"ACL let dev2 write {topic}"
+    assert agent.alive
