@@ -63,7 +63,12 @@ def summarize(
     from .summary import summarize as summarize_model
 
     s = summarize_model(model)
-    typer.echo(json.dumps(s.to_dict(), indent=2) if as_json else s.to_text())
+    if as_json:
+        typer.echo(json.dumps(s.to_dict(), indent=2))
+    else:
+        from .tables import show_summary
+
+        show_summary(s)
 
 
 def register(app: typer.Typer) -> None:

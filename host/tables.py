@@ -153,3 +153,30 @@ class DeviceProgress:
         if self._bars is not None:
             self._bars.stop()
             self._bars = None
+
+
+def show_summary(s: Any) -> None:
+    """`keywire summarize`: layers, totals, tensors and embedded parameters (a `ModelSummary`)."""
+    c = out()
+    c.print(f"Model: {s.path}", markup=False)
+    c.print(f"Size: {s.size_bytes:,} bytes", markup=False)
+
+    def shapes(xs: Sequence[Sequence[int]]) -> str:
+        return ", ".join("x".join(map(str, x)) for x in xs if x)
+
+    show(table("layers", ("#", "op", "input shapes", "output shape", "MACs"),
+               [(x.index, x.op, shapes(x.inputs), shapes(x.outputs), f"{x.macs:,}") for x in s.layers],
+               caption="MACs: multiply-accumulates of the op for one inference (convolutions, dense layers)",
+               right=(0, 4)), c)
+    for line in (f"Total MACs: {s.total_macs:,}", f"Weights: {s.total_weight_bytes:,} bytes",
+                 f"Activations: {s.peak_activation_bytes:,} bytes at peak (live tensors; a TFLM arena needs this "
+                 "plus its scratch buffers and bookkeeping)"):
+        c.print(line, markup=False)
+    rows = [(kind, t["name"], t["dtype"], str(t["shape"]), f"{t['scale']:.6g}", t["zero_point"])
+            for kind, ts in (("input", s.inputs), ("output", s.outputs)) for t in ts]
+    show(table("tensors", ("", "name", "type", "shape", "scale", "zero point"), rows,
+               caption="an int8 value v means scale x (v - zero point)", right=(4, 5)), c)
+    params = [(k, v.hex() if isinstance(v, bytes) else v) for k, v in s.parameters.items()]
+    show(table("parameters (SL_PARAMSv1)", ("key", "value"), params or [("(none)", "")],
+               caption="fe.*: the audio frontend the model was trained with; detection_*: the detector's settings",
+               right=()), c)
