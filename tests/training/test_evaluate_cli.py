@@ -11,7 +11,14 @@ import pytest
 from tests.fixtures.paths import shared_path
 from tests.fixtures.speech import read_wav, synthesize, write_wav
 
-TRAIN_SPEAKER = "00ebfbf3"   # in speech12's dataset.json training speakers
+
+def _train_speaker() -> str:
+    """A speaker speech12 trained on (its dataset.json)."""
+    from keywire.training.bundled import model_path
+
+    return json.loads((model_path("speech12").parent / "dataset.json").read_text())["speakers"]["train"][0]
+
+
 NEW_SPEAKERS = ("ffff0001", "ffff0002")
 
 
@@ -20,7 +27,7 @@ def sc_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Speech Commands layout; one speaker id speech12 trained on, two it never heard."""
     root = tmp_path_factory.mktemp("sc")
     for word in ("yes", "no", "house"):
-        for spk, voice in zip((TRAIN_SPEAKER,) + NEW_SPEAKERS, ("en-us", "en-gb", "en-us+f3")):
+        for spk, voice in zip((_train_speaker(),) + NEW_SPEAKERS, ("en-us", "en-gb", "en-us+f3")):
             x, rate = read_wav(synthesize(word, voice=voice))
             write_wav(root / word / f"{spk}_nohash_0.wav", x, rate)
     return root
