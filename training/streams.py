@@ -161,7 +161,8 @@ def keyword_clips(root: Path | str, keywords: Optional[Iterable[str]] = None) ->
             continue
         out.extend(KeywordClip(d.name, f) for f in sorted(d.glob("*.wav")))
     if not out:
-        raise ConfigError(f"no keyword clips under {root}" + (f" for {sorted(wanted)}" if wanted else ""))
+        raise ConfigError(f"no keyword clips under {root}" + (f" for {sorted(wanted)}" if wanted else "")
+                          + f" (expected Speech Commands layout: {root}/<keyword>/<clip>.wav)")
     return out
 
 

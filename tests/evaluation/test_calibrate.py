@@ -127,6 +127,10 @@ def test_bad_options_give_one_line_and_an_exit_code(tmp_path, tiny_model, sc_fol
         assert len(lines) == 1 and needle in lines[0], r.stderr
 
     fails(2, "--background", "evaluate-stream", str(tiny_model), "--positives", str(sc_folder))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    fails(2, "expected Speech Commands layout", "evaluate-stream", str(tiny_model), "--positives", str(flat),
+          "--background", str(background_folder))
     fails(2, "--snr-db", "evaluate-stream", str(tiny_model), "--positives", str(sc_folder), "--background",
           str(background_folder), "--snr-db", "ten")
     fails(3, "not found", "evaluate-stream", str(tmp_path / "missing.tflite"), "--positives", str(sc_folder),
