@@ -170,7 +170,7 @@ class EmbeddingCache:
 
     def _file_key(self, clip: Clip, copies: int) -> str:
         if clip.is_generated:
-            ident = f"{'silence' if clip.label == SILENCE else 'speech'}:{clip.generated_seed}"
+            ident = f"{'silence' if clip.label == SILENCE else 'speechword'}:{clip.generated_seed}"
         else:
             ident = hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()
         return hashlib.sha1(f"{ident}|{copies}".encode()).hexdigest()
@@ -210,7 +210,7 @@ class EmbeddingCache:
         if clip.is_generated and clip.label == SILENCE:
             raw = make_silence(clip.generated_seed or 0, self.noise, self.length)
         elif clip.is_generated:
-            raw = make_speech_window(clip.generated_seed or 0, self.speech, self.length)
+            raw = speech_word(clip.generated_seed or 0, self.speech, self.length)
         else:
             raw = load_clip(clip.path, self.rate)
         waves = [clip_window(raw, self.n, self.length, seed)]
@@ -230,6 +230,21 @@ class EmbeddingCache:
                 raise ValueError(f"embedding frontend returned {len(e)} embeddings, expected >= {keep}")
             out.append(e[-keep:])
         return np.stack(out).astype(np.float16)
+
+
+def speech_word(seed: int, speech: NoiseBank, length: int) -> np.ndarray:
+    """An `_unknown_` example from keyword-free speech: a whole recording when it is shorter
+    than `length` (an isolated word, as DSPSpeech-20's; its context comes from the window),
+    else a random `length` window with voice in it (`augment.make_speech_window`)."""
+    rng = np.random.default_rng(seed)
+    if not speech.recordings:
+        return np.zeros(length, dtype=np.int16)
+    rec = speech.recordings[int(rng.integers(len(speech.recordings)))]
+    if len(rec) > length:
+        return make_speech_window(seed, NoiseBank((rec,)), length)
+    x = np.asarray(rec, np.float64)
+    x = x / max(float(np.sqrt(np.mean(x * x))), 1e-6) * _dbfs_to_rms(float(rng.uniform(-40, -20)))
+    return fit_length(np.clip(np.round(x), -32768, 32767).astype(np.int16), length)
 
 
 def _file_id(path: str) -> str:
