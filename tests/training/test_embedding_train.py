@@ -117,3 +117,29 @@ def test_recipe_mixing_families_is_one_clear_error(keywire_cli, tmp_path: Path, 
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "mixes feature families" in lines[0] and "tc_resnet" in lines[0], r.stderr
+
+
+def test_training_windows_hold_the_clip_inside_context_never_digital_silence() -> None:
+    from keywire.training.augment import NoiseBank
+    from keywire.training.embeddings import SHIFTS, clip_window, context_window, pick_windows, window_samples
+    from keywire.training.recipe import AugmentationSettings
+
+    rng = np.random.default_rng(0)
+    word = np.zeros(16000, np.int16)
+    word[4000:12000] = (np.sin(np.arange(8000) * 0.3) * 8000).astype(np.int16)
+    total, pre = window_samples(16, 16000)
+    assert total % 1280 == 0 and pre > 16000 and total - pre - 16000 == 320 * 16
+    for w in (clip_window(word, 16, 16000), clip_window(np.zeros(16000, np.int16), 16, 16000),
+              context_window(word, rng, AugmentationSettings(noise_probability=0.0), NoiseBank(()), NoiseBank(()),
+                             None, 16, 16000, 16000)):
+        assert len(w) == total
+        frames = np.abs(w.astype(np.int32)).reshape(-1, 160).max(axis=1)
+        assert frames.min() > 0  # every 10 ms of context carries some signal
+    placed = clip_window(word, 16, 16000)
+    assert np.abs(placed[pre + 4000:pre + 12000]).mean() > 20 * np.abs(placed[:pre]).mean()
+    x = np.arange(3 * (16 + SHIFTS - 1) * 2, dtype=np.float32).reshape(3, 16 + SHIFTS - 1, 2)
+    picked = pick_windows(x, rng, 16)
+    assert picked.shape == (3, 16, 2)
+    for row, full in zip(picked, x):  # a contiguous run of the sequence
+        start = int(np.where(full[:, 0] == row[0, 0])[0][0])
+        assert np.array_equal(row, full[start:start + 16])
