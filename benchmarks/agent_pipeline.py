@@ -60,24 +60,19 @@ def child(model_path: str, wav: str, impl: str = "auto") -> dict:
     model = KeywordModel.load(model_path)
     spotter = KeywordSpotter(model, native_frontend=False if impl == "numpy" else None)
     cpu = {"frontend": 0.0, "inference": 0.0}
-    fe_process, infer = spotter.frontend.process, model.infer
 
-    def timed_fe(x):
-        t = time.process_time()
-        try:
-            return fe_process(x)
-        finally:
-            cpu["frontend"] += time.process_time() - t
+    def timed(fn, stage: str):
+        """`fn`, adding the CPU seconds of each call to `cpu[stage]`."""
+        def wrapper(x):
+            t = time.process_time()
+            try:
+                return fn(x)
+            finally:
+                cpu[stage] += time.process_time() - t
+        return wrapper
 
-    def timed_infer(x):
-        t = time.process_time()
-        try:
-            return infer(x)
-        finally:
-            cpu["inference"] += time.process_time() - t
-
-    spotter.frontend.process = timed_fe  # type: ignore[method-assign]
-    model.infer = timed_infer  # type: ignore[method-assign]
+    spotter.frontend.process = timed(spotter.frontend.process, "frontend")  # type: ignore[method-assign]
+    model.infer = timed(model.infer, "inference")  # type: ignore[method-assign]
     src = FileSource(Path(wav), model.frontend.sample_rate_hz, realtime=False)
     src.open()
     chunk = model.frontend.sample_rate_hz // 10
