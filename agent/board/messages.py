@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar, Tuple, Type
 
 import numpy as np
@@ -146,6 +146,20 @@ class Message:
 
 
 @dataclass(frozen=True)
+class FixedMessage(Message):
+    """A message whose payload is its fields in order, packed with one struct `FORMAT`."""
+
+    FORMAT: ClassVar[str] = "<"
+
+    def payload(self) -> bytes:
+        return struct.pack(self.FORMAT, *(getattr(self, f.name) for f in fields(self)))
+
+    @classmethod
+    def parse(cls, r: _Reader) -> "Message":
+        return cls(*r.take(cls.FORMAT))
+
+
+@dataclass(frozen=True)
 class Hello(Message):
     TYPE: ClassVar[int] = 0x01
     protocol_version: int = PROTOCOL_VERSION
@@ -184,30 +198,18 @@ class GetInfo(Message):
 
 
 @dataclass(frozen=True)
-class Ping(Message):
+class Ping(FixedMessage):
     TYPE: ClassVar[int] = 0x03
+    FORMAT: ClassVar[str] = "<I"
     token: int = 0
-
-    def payload(self) -> bytes:
-        return struct.pack("<I", self.token)
-
-    @classmethod
-    def parse(cls, r: _Reader) -> "Ping":
-        return cls(r.one("<I"))
 
 
 @dataclass(frozen=True)
-class Pong(Message):
+class Pong(FixedMessage):
     TYPE: ClassVar[int] = 0x04
+    FORMAT: ClassVar[str] = "<II"
     token: int = 0
     boot_id: int = 0              # the answering board's boot id (0 from the agent)
-
-    def payload(self) -> bytes:
-        return struct.pack("<II", self.token, self.boot_id)
-
-    @classmethod
-    def parse(cls, r: _Reader) -> "Pong":
-        return cls(*r.take("<II"))
 
 
 @dataclass(frozen=True)
@@ -249,16 +251,10 @@ class DetectionMsg(Message):
 
 
 @dataclass(frozen=True)
-class DetectionAck(Message):
+class DetectionAck(FixedMessage):
     TYPE: ClassVar[int] = 0x12
+    FORMAT: ClassVar[str] = "<I"
     event_id: int = 0
-
-    def payload(self) -> bytes:
-        return struct.pack("<I", self.event_id)
-
-    @classmethod
-    def parse(cls, r: _Reader) -> "DetectionAck":
-        return cls(r.one("<I"))
 
 
 @dataclass(frozen=True)
@@ -277,18 +273,11 @@ class Scores(Message):
 
 
 @dataclass(frozen=True)
-class Leds(Message):
+class Leds(FixedMessage):
     TYPE: ClassVar[int] = 0x20
+    FORMAT: ClassVar[str] = "<??"
     red: bool = False
     green: bool = False
-
-    def payload(self) -> bytes:
-        return bytes([int(self.red), int(self.green)])
-
-    @classmethod
-    def parse(cls, r: _Reader) -> "Leds":
-        red, green = r.take("<BB")
-        return cls(bool(red), bool(green))
 
 
 @dataclass(frozen=True)
@@ -319,47 +308,28 @@ class SetParams(Message):
 
 
 @dataclass(frozen=True)
-class SetMode(Message):
+class SetMode(FixedMessage):
     TYPE: ClassVar[int] = 0x22
+    FORMAT: ClassVar[str] = "<BB"
     mode: int = Mode.DETECT
     scores_every: int = 0
 
-    def payload(self) -> bytes:
-        return bytes([self.mode, self.scores_every])
-
-    @classmethod
-    def parse(cls, r: _Reader) -> "SetMode":
-        mode, every = r.take("<BB")
-        return cls(mode, every)
-
 
 @dataclass(frozen=True)
-class Ack(Message):
+class Ack(FixedMessage):
     TYPE: ClassVar[int] = 0x23
+    FORMAT: ClassVar[str] = "<BHB"
     acked_type: int = 0
     acked_seq: int = 0
     status: int = Status.OK
 
-    def payload(self) -> bytes:
-        return struct.pack("<BHB", self.acked_type, self.acked_seq, self.status)
-
-    @classmethod
-    def parse(cls, r: _Reader) -> "Ack":
-        return cls(*r.take("<BHB"))
-
 
 @dataclass(frozen=True)
-class ModelBegin(Message):
+class ModelBegin(FixedMessage):
     TYPE: ClassVar[int] = 0x30
+    FORMAT: ClassVar[str] = "<II"
     size: int = 0
     crc32: int = 0
-
-    def payload(self) -> bytes:
-        return struct.pack("<II", self.size, self.crc32)
-
-    @classmethod
-    def parse(cls, r: _Reader) -> "ModelBegin":
-        return cls(*r.take("<II"))
 
 
 @dataclass(frozen=True)
@@ -382,18 +352,12 @@ class ModelEnd(ModelBegin):
 
 
 @dataclass(frozen=True)
-class ModelAck(Message):
+class ModelAck(FixedMessage):
     TYPE: ClassVar[int] = 0x33
+    FORMAT: ClassVar[str] = "<BBI"
     stage: int = Stage.BEGIN
     status: int = Status.OK
     next_offset: int = 0
-
-    def payload(self) -> bytes:
-        return struct.pack("<BBI", self.stage, self.status, self.next_offset)
-
-    @classmethod
-    def parse(cls, r: _Reader) -> "ModelAck":
-        return cls(*r.take("<BBI"))
 
 
 @dataclass(frozen=True)
