@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keywire.agent.audio_io import read_wav_native  # noqa: E402
 from keywire.agent.frontend import Frontend, compute_features_batch  # noqa: E402
-from keywire.agent.settings import FrontendSettings  # noqa: E402
+from keywire.protocol.frontend_settings import FrontendSettings  # noqa: E402
 
 CONFIGS = {
     "on_off_v3": FrontendSettings(

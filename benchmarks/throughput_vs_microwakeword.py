@@ -33,7 +33,7 @@ import numpy as np
 from keywire.agent.frontend import Frontend
 from keywire.agent.interpreter import runtime_name
 from keywire.agent.model import KeywordModel
-from keywire.agent.settings import FrontendSettings
+from keywire.protocol.frontend_settings import FrontendSettings
 from keywire.agent.spotter import KeywordSpotter
 from keywire.training import streams as st
 

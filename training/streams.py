@@ -32,7 +32,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from keywire.agent.audio_io import read_wav, write_wav
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 
 AUDIO_SUFFIXES = (".wav",)
 _FRAME_S = 0.010  # energy frame for voiced-part detection

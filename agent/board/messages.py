@@ -292,7 +292,7 @@ class SetParams(Message):
 
     @classmethod
     def from_settings(cls, s) -> "SetParams":  # noqa: ANN001 - DetectionSettings
-        """From `keywire.agent.settings.DetectionSettings` (u16 fields are clamped)."""
+        """From `keywire.protocol.detection.DetectionSettings` (u16 fields are clamped)."""
         return cls(min(s.average_window_duration_ms, 0xFFFF), min(s.suppression_ms, 0xFFFF),
                    min(s.latency_ms, 0xFFFF), s.detection_threshold, min(s.minimum_count, 255),
                    tuple(s.detection_threshold_list or ()))
