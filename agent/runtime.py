@@ -118,11 +118,13 @@ class Agent:
                  source_factory: Optional[Callable[[int], AudioSource]] = None) -> None:
         self._config = config
         self.components = list(components)
-        # Where a detection goes, in this order: the sinks the CLI chose (stdout JSON, log),
-        # then each component that consumes detections (LEDs, the board's red LED, the MQTT
-        # spool and uplink). Local detections heard through another device's microphone carry
-        # that device as their source (`_deliver`). Nothing else adds or replaces sinks.
-        self._sinks = FanOut([*sinks, *(c.sink for c in self.components if c.sink is not None)])
+        # Where a detection goes, in this order: each component that consumes detections (the
+        # MQTT spool and uplink, LEDs, the board's red LED), then the sinks the CLI chose (stdout
+        # JSON, log). Components come first so that a detection anyone has seen on stdout is
+        # already on disk in the spool: a kill between two sinks loses nothing printed.
+        # Local detections heard through another device's microphone carry that device as their
+        # source (`_deliver`). Nothing else adds or replaces sinks.
+        self._sinks = FanOut([*(c.sink for c in self.components if c.sink is not None), *sinks])
         self._cli_overrides = dict(cli_overrides or {})
         self._source_factory = source_factory
         self._stop = threading.Event()
