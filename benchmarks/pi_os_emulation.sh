@@ -133,7 +133,7 @@ say "first run: $(elapsed "$t")"
 t=$(now)
 in_root bash -c 'cd /root/keywire && scripts/demo.sh' >"$work/$arch-detections.jsonl" 2>>"$work/$arch-demo.log"
 say "second run (set-up already done): $(elapsed "$t")"
-say "inside: $(in_root bash -c '. /etc/os-release; echo "$PRETTY_NAME $(cat /etc/debian_version)"; uname -m')" 
+say "inside: $(in_root bash -c '. /etc/os-release; echo "$PRETTY_NAME $(cat /etc/debian_version) $(uname -m)"')" 
 say "inside: $(in_root /root/keywire/.venv/bin/python -c '
 import platform, importlib.metadata as m, importlib.util as u
 def version(name):
