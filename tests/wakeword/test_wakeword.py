@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from keywire.agent.model import KeywordModel
 from keywire.agent.params import read_params
 from keywire.protocol.errors import ExitCode
 from keywire.training.confusables import confusables, dictionary, pronounce
