@@ -28,7 +28,7 @@ from typing import BinaryIO, Optional, Union
 
 import numpy as np
 
-from .errors import AudioError
+from keywire.protocol.errors import AudioError
 
 PathLike = Union[str, Path]
 MIN_RATE_HZ = 1000

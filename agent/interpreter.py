@@ -10,7 +10,7 @@ import os
 from functools import lru_cache
 from typing import Any, Callable, Optional, Sequence
 
-from .errors import ModelError
+from keywire.protocol.errors import ModelError
 
 _CANDIDATES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 

@@ -19,7 +19,7 @@ from typing import BinaryIO, Optional, Protocol
 import numpy as np
 
 from .audio_io import MAX_RATE_HZ, MIN_RATE_HZ, Resampler, WavReader
-from .errors import AudioError, ConfigError
+from keywire.protocol.errors import AudioError, ConfigError
 
 log = logging.getLogger("keywire.sources")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from keywire.agent.audio_io import read_wav
-from keywire.agent.errors import AudioError
+from keywire.protocol.errors import AudioError
 
 
 def load_clip(path: Path | str, rate: int) -> np.ndarray:

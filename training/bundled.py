@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from keywire.agent.errors import ConfigError
-from keywire.agent.params import read_params
+from keywire.protocol.errors import ConfigError
+from keywire.protocol.sl_params import read_params
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 

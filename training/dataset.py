@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 
 from .recipe import Recipe
 

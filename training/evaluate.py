@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from keywire.agent.errors import AudioError, ModelError
+from keywire.protocol.errors import AudioError, ModelError
 from keywire.agent.model import KeywordModel
 
 from .audio import fit_length, load_clip

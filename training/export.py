@@ -12,9 +12,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from keywire.agent.errors import ModelError
-from keywire.agent.params import write_params
-from keywire.agent.settings import DetectionSettings, FrontendSettings
+from keywire.protocol.errors import ModelError
+from keywire.protocol.sl_params import write_params
+from keywire.protocol.frontend_settings import FrontendSettings
+from keywire.protocol.detection import DetectionSettings
 
 
 def model_params(name: str, version: int, classes: Sequence[str], fe: FrontendSettings,

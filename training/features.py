@@ -8,19 +8,17 @@ recipe with the same frontend) skips extraction, and any change recomputes.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from keywire.agent.errors import AudioError
-from keywire.agent.settings import FrontendSettings
+from keywire.protocol.frontend_settings import FrontendSettings
 
 from .audio import fit_length, load_clip
+from .clip_cache import CacheStats, ClipCache, bed_id, extract, file_id  # noqa: F401 (extract re-exported)
 from .augment import NoiseBank, augment_waveform, make_silence, make_speech_window
 from .dataset import SILENCE, Clip
 from .recipe import AugmentationSettings
@@ -59,14 +57,10 @@ def model_input(features: np.ndarray, fe: FrontendSettings) -> np.ndarray:
     return to_model_input(features, fe).astype(np.float32)
 
 
-@dataclasses.dataclass
-class FeatureStats:
-    computed: int = 0
-    cached: int = 0
-    skipped: list[str] = dataclasses.field(default_factory=list)
+FeatureStats = CacheStats  # the name callers know
 
 
-class FeatureCache:
+class FeatureCache(ClipCache):
     """Disk cache of per-clip feature copies under `root/<settings hash>/`."""
 
     def __init__(self, root: Path, fe: FrontendSettings, aug: AugmentationSettings,
@@ -76,52 +70,15 @@ class FeatureCache:
         self.fe, self.aug, self.noise, self.speech = fe, aug, noise, speech
         self.bed = bed if aug.stream_probability > 0 else None
         cfg = {"fe": dataclasses.asdict(fe), "aug": dataclasses.asdict(aug), "v": FEATURE_VERSION,
-               "noise": [_file_id(f) for f in noise_files]}
+               "noise": [file_id(f) for f in noise_files]}
         if speech_files:
-            cfg["speech"] = [_file_id(f) for f in speech_files]
-        if self.bed is not None:  # its material and shares: a different bed is a different copy
-            cfg["bed"] = hashlib.sha1(json.dumps([[_file_id(f) for f in self.bed.files],
-                                                  self.bed.weights.round(9).tolist()]).encode()).hexdigest()
-        self.key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        self.root = Path(root) / self.key
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.stats = FeatureStats()
+            cfg["speech"] = [file_id(f) for f in speech_files]
+        if self.bed is not None:
+            cfg["bed"] = bed_id(self.bed)
+        super().__init__(root, cfg)
 
-    def _file_key(self, clip: Clip, copies: int) -> str:
-        if clip.is_generated:
-            ident = f"{'silence' if clip.label == SILENCE else 'speech'}:{clip.generated_seed}"
-        else:
-            ident = hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()
-        return hashlib.sha1(f"{ident}|{copies}".encode()).hexdigest()
-
-    def get(self, clip: Clip, copies: int) -> Optional[np.ndarray]:
-        """uint16 [1 + copies, frames, channels] for a clip, or None when its file is unusable
-        (reported by name in `stats.skipped`)."""
-        try:
-            key = self._file_key(clip, copies)
-        except OSError as exc:
-            self.stats.skipped.append(f"{clip.path}: {exc.strerror}")
-            return None
-        path = self.root / key[:2] / f"{key}.npy"
-        if path.exists():
-            try:
-                arr = np.load(path)
-                self.stats.cached += 1
-                return arr
-            except (OSError, ValueError):
-                pass  # damaged cache entry: recompute
-        try:
-            arr = self._compute(clip, copies, int(key[:8], 16))
-        except AudioError as exc:
-            self.stats.skipped.append(str(exc))
-            log.warning("skipped %s", exc)
-            return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, arr)
-        os.replace(tmp, path)
-        self.stats.computed += 1
-        return arr
+    def empty(self, copies: int) -> np.ndarray:
+        return np.zeros((0, 1 + copies, self.fe.n_frames, self.fe.n_channels), np.uint16)
 
     def _compute(self, clip: Clip, copies: int, seed: int) -> np.ndarray:
         fe = self.fe
@@ -145,29 +102,8 @@ class FeatureCache:
         return np.concatenate([clean, feats])
 
 
-def _file_id(path: str) -> str:
-    return Path(path).name + ":" + str(Path(path).stat().st_size)
-
-
 def generated_clip(clip: Clip, noise: NoiseBank, speech: NoiseBank, length: int) -> np.ndarray:
     """The audio of a generated clip: `_silence_` noise, or an `_unknown_` speech window."""
     if clip.label == SILENCE:
         return make_silence(clip.generated_seed or 0, noise, length)
     return make_speech_window(clip.generated_seed or 0, speech, length)
-
-
-def extract(clips: Sequence[Clip], cache: FeatureCache, copies: int,
-            progress: Optional[Callable[[int, int], None]] = None) -> tuple[np.ndarray, list[Clip]]:
-    """Features of many clips: (array [n, 1 + copies, frames, ch], the clips kept)."""
-    arrays, kept = [], []
-    for i, c in enumerate(clips):
-        a = cache.get(c, copies)
-        if a is not None:
-            arrays.append(a)
-            kept.append(c)
-        if progress:
-            progress(i + 1, len(clips))
-    if not arrays:
-        fe = cache.fe
-        return np.zeros((0, 1 + copies, fe.n_frames, fe.n_channels), np.uint16), kept
-    return np.stack(arrays), kept

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Tuple
 
-from keywire.agent.errors import ConfigError, KeywireError
-from keywire.agent.settings import DetectionSettings, FrontendSettings
+from keywire.protocol.errors import ConfigError, KeywireError
+from keywire.protocol.frontend_settings import FrontendSettings
+from keywire.protocol.detection import DetectionSettings
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -18,9 +18,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from keywire.agent.detector import MAX_RESULTS, Detector
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 from keywire.agent.model import KeywordModel
-from keywire.agent.settings import DetectionSettings
+from keywire.protocol.detection import DetectionSettings
 from keywire.agent.spotter import KeywordSpotter
 
 from .streams import Occurrence, Stream

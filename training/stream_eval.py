@@ -18,9 +18,9 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 from keywire.agent.model import KeywordModel
-from keywire.agent.settings import DetectionSettings
+from keywire.protocol.detection import DetectionSettings
 
 from .score_trace import (ScoreTrace, averaged_top, collect_scores, detect_events, merge_traces,
                           single_class_detections)

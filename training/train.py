@@ -21,10 +21,11 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 
 from .augment import noise_bank, spec_augment, stream_bed_pool
 from .dataset import SILENCE, SPLITS, UNKNOWN, Clip, Dataset, load_dataset
+from .clip_cache import check_train_classes
 from .features import FeatureCache, default_cache_dir, extract, model_input
 from .progress import bar, is_terminal
 from .recipe import EMBEDDING, Recipe
@@ -101,11 +102,7 @@ def prepare_data(recipe: Recipe, dataset: Dataset, cache_root: Optional[Path] = 
         xs[split] = x.reshape((n, c) + u16.shape[2:] + (1,)).astype(np.float32)
         ys[split] = np.array([recipe.classes.index(k.label) for k in kept], dtype=np.int64)
         kept_all[split] = kept
-    if len(ys["train"]) == 0:
-        raise ConfigError("no usable training clips (every file was skipped)")
-    for k in recipe.classes:
-        if not np.any(ys["train"] == recipe.classes.index(k)):
-            raise ConfigError(f"class {k!r} has no usable training clips")
+    check_train_classes(ys["train"], recipe.classes)
     return PreparedData(xs, ys, kept_all, list(dataset.noise_files), cache.stats.skipped, cache.stats.computed,
                         cache.stats.cached, list(dataset.speech_files))
 

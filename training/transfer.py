@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from keywire.agent.errors import ConfigError, ModelError
-from keywire.agent.params import read_params
-from keywire.agent.settings import FrontendSettings
+from keywire.protocol.errors import ConfigError, ModelError
+from keywire.protocol.sl_params import read_params
+from keywire.protocol.frontend_settings import FrontendSettings
 
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 
 Builder = Callable[[Sequence[int], int], Any]
 

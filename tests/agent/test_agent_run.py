@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from keywire.agent.params import merge_params
+from keywire.protocol.sl_params import merge_params
 from tests.fixtures.paths import shared_path
 from tests.fixtures.speech import stream_of_words, write_wav
 

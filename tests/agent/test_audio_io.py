@@ -12,7 +12,7 @@ import soxr
 
 from keywire.agent.audio_io import (Resampler, WavReader, read_wav, read_wav_native, resample,
                                     write_wav)
-from keywire.agent.errors import AudioError
+from keywire.protocol.errors import AudioError
 from tests.fixtures.speech import synthesize
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from keywire.agent.detector import MAX_RESULTS, Detector
-from keywire.agent.settings import DetectionSettings
+from keywire.protocol.detection import DetectionSettings
 
 CLASSES = ("on", "off", "_unknown_")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from keywire.protocol import sl_params as P
-from keywire.agent.errors import ModelError, ParamsError
+from keywire.protocol.errors import ModelError, ParamsError
 from tests.fixtures.paths import shared_path
 
 

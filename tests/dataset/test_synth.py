@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 from keywire.training import synth, synth_negatives
 from keywire.training.synth_words import PASSAGES
 

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 from keywire.agent.model import KeywordModel
-from keywire.agent.params import read_params
+from keywire.protocol.sl_params import read_params
 from keywire.training import calibrate as cb
 from keywire.training import stream_eval as se
 from keywire.training import streams as st

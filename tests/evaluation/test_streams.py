@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keywire.agent.audio_io import write_wav
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 from keywire.training import streams as st
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keywire.agent.settings import FrontendSettings
+from keywire.protocol.frontend_settings import FrontendSettings
 from tests.fixtures.speech import read_wav
 
 # The fe.* settings of MLTK's shipped models (as in ../shared/data/frontend_vectors/*.settings.json),

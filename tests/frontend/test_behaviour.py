@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from keywire.agent.errors import KeywireError, ParamsError
+from keywire.protocol.errors import KeywireError, ParamsError
 from keywire.agent.frontend import (Frontend, compute_features, dynamic_scale_range, to_model_input,
                                     to_model_input_mfcc, validate_settings)
-from keywire.agent.settings import FrontendSettings
+from keywire.protocol.frontend_settings import FrontendSettings
 
 from .conftest import MFCC, MICRO_SPEECH, ON_OFF_V3
 
@@ -120,7 +120,7 @@ def test_valid_settings_pass_validation():
     (np.array([0, 40000], np.int32), "outside int16"),
 ])
 def test_bad_samples_raise_audio_error(bad, needle):
-    from keywire.agent.errors import AudioError
+    from keywire.protocol.errors import AudioError
     with pytest.raises(AudioError, match=needle):
         Frontend(ON_OFF_V3).process(bad)
     with pytest.raises(AudioError):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keywire.agent.frontend import compute_features, compute_features_batch, to_model_input
-from keywire.agent.settings import FrontendSettings
+from keywire.protocol.frontend_settings import FrontendSettings
 from tests.fixtures.paths import shared_path
 
 from .conftest import MICRO_SPEECH, MOBILENETV2, ON_OFF_V3

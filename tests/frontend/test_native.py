@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from keywire.agent import frontend as F
-from keywire.agent.errors import ParamsError
+from keywire.protocol.errors import ParamsError
 from keywire.agent.frontend import Frontend, compute_features, compute_features_batch, native_available
 from keywire.agent.frontend.native import native_frontend
-from keywire.agent.settings import FrontendSettings
+from keywire.protocol.frontend_settings import FrontendSettings
 
 from .conftest import MFCC, MICRO_SPEECH, MOBILENETV2, ON_OFF_V3
 

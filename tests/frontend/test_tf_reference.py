@@ -10,7 +10,7 @@ import pytest
 
 from keywire.agent.frontend import compute_features
 from keywire.agent.frontend.mfcc import mfcc_features
-from keywire.agent.settings import FrontendSettings
+from keywire.protocol.frontend_settings import FrontendSettings
 
 from .conftest import MFCC
 

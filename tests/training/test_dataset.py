@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 from keywire.training.dataset import SPLITS, load_dataset, scan_eval_folder, speaker_of, split_of
 from keywire.training.recipe import Recipe
 

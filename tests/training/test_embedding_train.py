@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keywire.agent.model import KeywordModel
-from keywire.agent.params import read_params
+from keywire.protocol.sl_params import read_params
 from keywire.agent.spotter import KeywordSpotter
 from keywire.protocol.errors import ConfigError
 from keywire.training.evaluate import evaluate_folder

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from keywire.agent.frontend import compute_features, to_model_input
-from keywire.agent.settings import FrontendSettings
+from keywire.protocol.frontend_settings import FrontendSettings
 from keywire.training.audio import fit_length, load_clip
 from keywire.training.augment import noise_bank, spec_augment
 from keywire.training.dataset import load_dataset

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 from keywire.training.recipe import (Recipe, apply_overrides, from_dict, load_recipe,
                                      parse_cli_overrides)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keywire.agent.settings import FrontendSettings
+from keywire.protocol.frontend_settings import FrontendSettings
 from keywire.training.augment import NoiseBank, augment_waveform, make_speech_window, noise_bank, voiced_rms
 from keywire.training.dataset import SPEECH, UNKNOWN, load_dataset
 from keywire.training.features import FeatureCache, extract

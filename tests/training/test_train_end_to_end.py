@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keywire.agent.model import KeywordModel
-from keywire.agent.params import read_params
+from keywire.protocol.sl_params import read_params
 from keywire.training.evaluate import evaluate_folder, load_any_model
 
 from tests.fixtures.tiny_model import TINY_RECIPE

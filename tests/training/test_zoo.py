@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from keywire.agent.errors import ConfigError
+from keywire.protocol.errors import ConfigError
 from keywire.training.zoo import ZOO, resolve
 
 from .conftest import run_python

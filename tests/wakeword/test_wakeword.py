@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from keywire.agent.params import read_params
+from keywire.protocol.sl_params import read_params
 from keywire.protocol.errors import ExitCode
 from keywire.training.confusables import confusables, dictionary, pronounce
 
