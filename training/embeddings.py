@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from .audio import fit_length, load_clip
+from .clip_cache import CacheStats, ClipCache, bed_id, check_train_classes, extract, file_id  # noqa: F401
 from .augment import NoiseBank, _dbfs_to_rms, _shaped, make_silence, make_speech_window
 from .dataset import SILENCE, Clip
 from .recipe import AugmentationSettings
@@ -137,14 +136,10 @@ def context_window(x: np.ndarray, rng: np.random.Generator, a: AugmentationSetti
     return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
-@dataclasses.dataclass
-class EmbeddingStats:
-    computed: int = 0
-    cached: int = 0
-    skipped: list[str] = dataclasses.field(default_factory=list)
+EmbeddingStats = CacheStats  # the name callers know
 
 
-class EmbeddingCache:
+class EmbeddingCache(ClipCache):
     """Disk cache of per-clip embedding windows under `root/<settings hash>/` (float16)."""
 
     def __init__(self, root: Path, n_embeddings: int, sample_length: int, rate: int,
@@ -158,52 +153,16 @@ class EmbeddingCache:
         self.embed = embed or agent_embedder()
         cfg = {"n": n_embeddings, "len": sample_length, "rate": rate, "v": EMBEDDING_VERSION,
                "model": embedding_sha256 or embedding_model_sha256(),
-               "aug": dataclasses.asdict(aug), "noise": [_file_id(f) for f in noise_files],
-               "speech": [_file_id(f) for f in speech_files]}
+               "aug": dataclasses.asdict(aug), "noise": [file_id(f) for f in noise_files],
+               "speech": [file_id(f) for f in speech_files]}
         if self.bed is not None:
-            cfg["bed"] = hashlib.sha1(json.dumps([[_file_id(f) for f in self.bed.files],
-                                                  self.bed.weights.round(9).tolist()]).encode()).hexdigest()
-        self.key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        self.root = Path(root) / self.key
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.stats = EmbeddingStats()
+            cfg["bed"] = bed_id(self.bed)
+        super().__init__(root, cfg)
 
-    def _file_key(self, clip: Clip, copies: int) -> str:
-        if clip.is_generated:
-            ident = f"{'silence' if clip.label == SILENCE else 'speechword'}:{clip.generated_seed}"
-        else:
-            ident = hashlib.sha1(Path(clip.path).read_bytes()).hexdigest()
-        return hashlib.sha1(f"{ident}|{copies}".encode()).hexdigest()
+    def empty(self, copies: int) -> np.ndarray:
+        return np.zeros((0, 1 + copies, self.n + SHIFTS - 1, 96), np.float16)
 
-    def get(self, clip: Clip, copies: int) -> Optional[np.ndarray]:
-        """float16 [1 + copies, N + SHIFTS - 1, 96], or None when the file is unusable."""
-        from keywire.protocol.errors import AudioError
-
-        try:
-            key = self._file_key(clip, copies)
-        except OSError as exc:
-            self.stats.skipped.append(f"{clip.path}: {exc.strerror}")
-            return None
-        path = self.root / key[:2] / f"{key}.npy"
-        if path.exists():
-            try:
-                arr = np.load(path)
-                self.stats.cached += 1
-                return arr
-            except (OSError, ValueError):
-                pass  # damaged cache entry: recompute
-        try:
-            arr = self._compute(clip, copies, int(key[:8], 16))
-        except AudioError as exc:
-            self.stats.skipped.append(str(exc))
-            log.warning("skipped %s", exc)
-            return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, arr)
-        os.replace(tmp, path)
-        self.stats.computed += 1
-        return arr
+    generated_speech_tag = "speechword"
 
     def _compute(self, clip: Clip, copies: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -247,33 +206,11 @@ def speech_word(seed: int, speech: NoiseBank, length: int) -> np.ndarray:
     return fit_length(np.clip(np.round(x), -32768, 32767).astype(np.int16), length)
 
 
-def _file_id(path: str) -> str:
-    return Path(path).name + ":" + str(Path(path).stat().st_size)
-
-
-def extract(clips: Sequence[Clip], cache: EmbeddingCache, copies: int,
-            progress: Optional[Callable[[int, int], None]] = None) -> tuple[np.ndarray, list[Clip]]:
-    """Embedding windows of many clips: (array [n, 1 + copies, N + SHIFTS - 1, 96], clips kept)."""
-    arrays, kept = [], []
-    for i, c in enumerate(clips):
-        a = cache.get(c, copies)
-        if a is not None:
-            arrays.append(a)
-            kept.append(c)
-        if progress:
-            progress(i + 1, len(clips))
-    if not arrays:
-        return np.zeros((0, 1 + copies, cache.n + SHIFTS - 1, 96), np.float16), kept
-    return np.stack(arrays), kept
-
-
 def prepare(recipe, dataset, cache_root: Optional[Path] = None, progress=None, embed: Optional[Embedder] = None):
     """`train.PreparedData` for a speech_embedding recipe: train x [n, 1 + copies, N + SHIFTS - 1, 96]
     (a window is picked per example at every step), validation/test x [n, 1, N, 96] (the
     window `clip_window` evaluates), as float32."""
     import time
-
-    from keywire.protocol.errors import ConfigError
 
     from .augment import noise_bank
     from .dataset import SPLITS
@@ -306,11 +243,7 @@ def prepare(recipe, dataset, cache_root: Optional[Path] = None, progress=None, e
         xs[split] = x
         ys[split] = np.array([recipe.classes.index(k.label) for k in kept], dtype=np.int64)
         kept_all[split] = kept
-    if len(ys["train"]) == 0:
-        raise ConfigError("no usable training clips (every file was skipped)")
-    for k in recipe.classes:
-        if not np.any(ys["train"] == recipe.classes.index(k)):
-            raise ConfigError(f"class {k!r} has no usable training clips")
+    check_train_classes(ys["train"], recipe.classes)
     return PreparedData(xs, ys, kept_all, list(dataset.noise_files), cache.stats.skipped, cache.stats.computed,
                         cache.stats.cached, speech_files)
 
