@@ -53,9 +53,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.CONFIG, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _env_defaults(parser: argparse.ArgumentParser) -> None:
     """`KEYWIRE_<OPTION>` environment variables as defaults for the parser's options (like the
-    host CLI's); the command line wins. Flags take 1/true/yes/on; repeatable options one value."""
+    host CLI's); the command line wins. Flags take 1/true/yes/on or 0/false/no/off (anything
+    else is refused); repeatable options one value."""
     for act in parser._actions:
         if not act.option_strings or act.dest == "help":
             continue
@@ -65,7 +70,11 @@ def _env_defaults(parser: argparse.ArgumentParser) -> None:
         if text is None:
             continue
         if act.nargs == 0:  # a flag
-            act.default = act.const if text.strip().lower() in ("1", "true", "yes", "on") else act.default
+            word = text.strip().lower()
+            if word not in _TRUE + _FALSE:
+                parser.error(f"environment variable {name}={printable(text, 40)!r} is not a boolean: "
+                             f"use one of {'/'.join(_TRUE + _FALSE)}")
+            act.default = act.const if word in _TRUE else act.default
             continue
         try:
             value = (act.type or str)(text)

@@ -6,13 +6,20 @@ TensorFlow in a process), then `tensorflow.lite` (host machines with TensorFlow 
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
+import tempfile
+import threading
 from functools import lru_cache
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from keywire.protocol.errors import ModelError
 
 _CANDIDATES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+_STDERR_LOCK = threading.Lock()
+log = logging.getLogger("keywire.agent.interpreter")
 
 
 @lru_cache(maxsize=1)
@@ -48,10 +55,52 @@ def load_interpreter(model: bytes, num_threads: int = 1,
     whose stored shape is only a placeholder)."""
     _, cls = _interpreter_class()
     try:
-        interp = cls(model_content=bytes(model), num_threads=num_threads)
-        if input_shape is not None:
-            interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(input_shape))
-        interp.allocate_tensors()
+        with _runtime_info_hidden():
+            interp = cls(model_content=bytes(model), num_threads=num_threads)
+            if input_shape is not None:
+                interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(input_shape))
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"the TFLite runtime cannot load this model: {str(exc).splitlines()[0]}") from exc
+        raise ModelError(f"the TFLite runtime cannot load this model: {_first_line(exc)}") from exc
     return interp
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of the runtime's message (it is sometimes empty, e.g. when
+    allocating a huge declared tensor fails)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else f"{type(exc).__name__} with no message (a declared tensor may be too large to allocate)"
+
+
+@contextlib.contextmanager
+def _runtime_info_hidden() -> Iterator[None]:
+    """Drop the TFLite C++ logger's `INFO:` lines (e.g. "Created TensorFlow Lite XNNPACK
+    delegate for CPU.") that it writes straight to fd 2 while building an interpreter; no
+    environment variable silences ai-edge-litert's logger. Everything else written to fd 2
+    meanwhile (warnings, errors, other threads' output) is written back afterwards. Nothing is
+    hidden when debug logging is on."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    with _STDERR_LOCK, tempfile.TemporaryFile() as captured:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to hide
+            yield
+            return
+        try:
+            os.dup2(captured.fileno(), 2)
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = b"".join(line for line in captured.read().splitlines(keepends=True)
+                            if not line.startswith(b"INFO: "))
+            if kept:
+                os.write(2, kept)

@@ -52,7 +52,11 @@ class Limit:
         """`value` in this setting's type (tuple for lists), or `error` naming field, value, range."""
         if self.is_list:
             if isinstance(value, str):
-                value = [v for v in value.split(",") if v.strip()] if value.strip() else []
+                items = value.split(",") if value.strip() else []
+                if any(not v.strip() for v in items):  # "1,,2" or "1,2,": a value left out
+                    raise error(f"{where}{self.name} = {_shown(value)} has an empty item; "
+                                f"must be {self.range_text}, comma-separated")
+                value = items
             if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_CLASSES:
                 raise error(f"{where}{self.name} = {_shown(value)} must be {self.range_text}")
             return tuple(self._scalar(v, error, where) for v in value)
