@@ -117,13 +117,16 @@ def keys_generate(
 def fleet_status_cmd(
     mqtt: Mqtt, fleet: Fleet,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array instead of a table.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=3600,
+                                           help="Seconds to wait for the broker to accept the connection.")] = 10.0,
     ca: Ca = None, cert: Cert = None, cert_key: CertKey = None, username: User = None, password: Password = None,
     protocol: Protocol = "3.1.1",
 ) -> None:
     """Every device: online, model, version, last seen, detections per hour."""
     from .fleet_view import fleet_status, format_rows
 
-    rows = fleet_status(_settings(mqtt, "status", ca, cert, cert_key, username, password, protocol), fleet)
+    rows = fleet_status(_settings(mqtt, "status", ca, cert, cert_key, username, password, protocol), fleet,
+                        connect_timeout_s=timeout)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in rows], indent=1))
     else:
@@ -169,6 +172,7 @@ def fleet_command(
     latency_ms: Annotated[Optional[str], typer.Option("--latency-ms", help=_detection_help("latency_ms"))] = None,
     volume_gain: Annotated[Optional[str], typer.Option("--volume-gain", help=_detection_help("volume_gain"))] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the device's reply.")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the device's reply as JSON.")] = False,
     ca: Ca = None, cert: Cert = None, cert_key: CertKey = None, username: User = None, password: Password = None,
     protocol: Protocol = "3.1.1",
 ) -> None:
@@ -190,7 +194,11 @@ def fleet_command(
         raise ConfigError("set_detection needs at least one setting (--threshold, --window-ms, ...)")
     reply = send_command(_settings(mqtt, "command", ca, cert, cert_key, username, password, protocol), fleet,
                          device, action, detection, timeout)
-    typer.echo(f"{device}: {action}: {'ok' if reply.ok else 'FAILED: ' + printable(reply.reason)}")
+    if as_json:
+        typer.echo(json.dumps({"device": device, "action": action, "ok": reply.ok, "reason": reply.reason,
+                               "id": reply.id, "time": reply.time}, indent=1))
+    else:
+        typer.echo(f"{printable(device, 64)}: {action}: {'ok' if reply.ok else 'FAILED: ' + printable(reply.reason)}")
     if not reply.ok:
         raise typer.Exit(ExitCode.DEVICES_FAILED)
 

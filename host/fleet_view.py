@@ -38,9 +38,10 @@ class DeviceRow:
         return d
 
 
-def fleet_status(settings: MqttSettings, fleet: str, settle_s: float = 0.5) -> list[DeviceRow]:
+def fleet_status(settings: MqttSettings, fleet: str, settle_s: float = 0.5,
+                 connect_timeout_s: float = 10.0) -> list[DeviceRow]:
     """Every device that ever reported to this broker, from retained status and telemetry."""
-    client = FleetClient(settings, fleet).connect()
+    client = FleetClient(settings, fleet).connect(connect_timeout_s)
     try:
         client.settle(settle_s)
         with client.lock:
