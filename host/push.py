@@ -7,7 +7,9 @@
 4. Follow per-device progress until every target reports the model active or failed, or the
    wait ends; devices still pending are re-read from their retained status every few seconds
    (a broker may drop live reports past its queue limit). If the broker restarts meanwhile,
-   chunks and manifests are published again.
+   chunks and manifests are published again. Only reports that name this push's manifest
+   (`Manifest.push_id`) count: an earlier push's outcome of the same model, or the refusal of
+   a forged copy, is not this push's answer.
 """
 from __future__ import annotations
 
@@ -109,8 +111,8 @@ class PushEngine:
 
     def _on_progress(self, p: Progress) -> None:
         m = self._manifest
-        if m is None or p.sha256 != m.sha256:
-            return
+        if m is None or p.sha256 != m.sha256 or p.manifest != m.push_id:
+            return  # about another manifest: an earlier push, or a forged copy of this one
         with self._lock:
             d = self._track(p.device_id)
             if d is None or (d.done and p.state not in (ROLLED_BACK,)):
@@ -129,8 +131,8 @@ class PushEngine:
             d.online = s.online
             if s.model is not None and s.model.sha256 == m.sha256 and d.state != ACTIVE:
                 d.state, d.received, d.total, d.reason = ACTIVE, m.n_chunks, m.n_chunks, ""
-            elif s.last_push.get("sha256") == m.sha256 and s.last_push.get("state") in (REJECTED, ROLLED_BACK) \
-                    and not d.done:
+            elif s.last_push.get("manifest") == m.push_id and s.last_push.get("state") in (REJECTED, ROLLED_BACK) \
+                    and not d.done:  # only this push's outcome, never a stale or forged one
                 d.state, d.reason = s.last_push["state"], str(s.last_push.get("reason", ""))
             else:
                 return

@@ -59,7 +59,8 @@ class CommandHandler:
             if cmd.action == "set_detection":
                 self._set_detection(cmd.detection)
             elif cmd.action == "rollback":
-                self.switcher.rollback("rolled back by command")
+                # the operator's choice, not a fault of the model: deferred, never blacklisted
+                self.switcher.rollback("rolled back by command", blacklist=False)
             elif cmd.action == "reload":
                 self.switcher.reload()
             ok, reason = True, ""

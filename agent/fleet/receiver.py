@@ -19,6 +19,10 @@ only under the digest of the content its verified signature covers, so a forged 
 real manifest (same fields, no valid signature) cannot shadow the genuine one on another
 topic. Rejections of unverified input are answered at a bounded rate, and everything kept
 per manifest is bounded, however many forgeries arrive.
+
+Every report names the manifest it answers by its `push_id` (signature included): a refused
+forged copy of a genuine manifest carries the forgery's id, never the genuine one's, so the
+host that published the genuine manifest does not take the refusal for its answer.
 """
 from __future__ import annotations
 
@@ -143,15 +147,18 @@ class PushReceiver:
         if not payload:  # retained manifest cleared by the host
             self._candidates.pop(topic, None)
             return
+        parsed: Optional[Manifest] = None
         try:
-            m = Manifest.from_json(payload)
+            m = parsed = Manifest.from_json(payload)
             m.verify(self.trusted)
             checked_digest(m.sha256)
         except (MessageError, SignatureError, FleetError) as exc:
-            # Unverified: remembered nowhere but in the limiter, answered at a bounded rate.
+            # Unverified: remembered nowhere but in the limiter, answered at a bounded rate,
+            # under the id of exactly what was refused (never that of a signed manifest).
             if self.limiter.allow(payload):
                 what = "malformed manifest" if isinstance(exc, MessageError) else "refused manifest"
-                self._reject(_sha_hint(payload), f"{what} on {topic}: {exc}")
+                self._reject(_sha_hint(payload), f"{what} on {topic}: {exc}",
+                             manifest=parsed.push_id if parsed is not None else "")
             return
         if self._candidates.get(topic) == m:
             return  # the same signed manifest again (a retained copy after reconnecting)
@@ -178,7 +185,7 @@ class PushReceiver:
         if st.active is not None and st.active.sha256 == m.sha256:
             if not self._was_handled(digest):
                 self.report(Progress(self.device.device_id, m.sha256, ACTIVE, m.n_chunks, m.n_chunks,
-                                     version=m.version, time=time.time()))
+                                     version=m.version, time=time.time(), manifest=m.push_id))
             return
         if self._was_handled(digest):
             return
@@ -186,8 +193,8 @@ class PushReceiver:
             self._reject(m.sha256, "this model failed on this device before; push a new version", m)
             return
         if m.sha256 in st.deferred and m.issued_at <= st.issued_at:
-            self._reject(m.sha256, "rolled back after the agent stopped uncleanly with it; push it again to "
-                                   "retry", m)
+            self._reject(m.sha256, "rolled back on this device (by command, or after the agent stopped "
+                                   "uncleanly with it); push it again to retry", m)
             return
         if m.issued_at < st.issued_at:
             log.info("ignoring manifest %s issued before the installed one (replay or stale)", m.sha256[:12])
@@ -282,7 +289,7 @@ class PushReceiver:
         self._abandon()
         staging.discard()
         self.report(Progress(self.device.device_id, m.sha256, ACTIVE, m.n_chunks, m.n_chunks, reason=note,
-                             version=m.version, time=time.time()))
+                             version=m.version, time=time.time(), manifest=m.push_id))
 
     # ------------------------------------------------------------ reports
     def _progress(self, state: str, reason: str = "") -> None:
@@ -291,12 +298,15 @@ class PushReceiver:
             return
         self._last_report = time.monotonic()
         self.report(Progress(self.device.device_id, m.sha256, state, len(staging.have), m.n_chunks,
-                             reason=reason, version=m.version, time=time.time()))
+                             reason=reason, version=m.version, time=time.time(), manifest=m.push_id))
 
-    def _reject(self, sha256: str, reason: str, m: Optional[Manifest] = None) -> None:
+    def _reject(self, sha256: str, reason: str, m: Optional[Manifest] = None, manifest: str = "") -> None:
+        """Report a refusal; `m`: the verified manifest refused, `manifest`: else the id of the
+        unverified one ('' when it could not be parsed)."""
         log.warning("model %s rejected: %s", sha256[:12] or "?", reason)
         self.report(Progress(self.device.device_id, sha256, REJECTED, 0, m.n_chunks if m else 0, reason=reason,
-                             version=m.version if m else "", time=time.time()))
+                             version=m.version if m else "", time=time.time(),
+                             manifest=m.push_id if m else manifest))
 
 
 def _sha_hint(payload: bytes) -> str:

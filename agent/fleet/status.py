@@ -111,6 +111,6 @@ class StatusPublisher:
         self.transport.publish(self.device.progress, p.to_json(), qos=1)
         if p.state in (ACTIVE, REJECTED, ROLLED_BACK):
             self.last_push = {"sha256": p.sha256, "version": p.version, "state": p.state, "reason": p.reason,
-                              "time": p.time}
+                              "time": p.time, "manifest": p.manifest}
             self.reason = p.reason if p.state != ACTIVE else ""
             self.publish_status()

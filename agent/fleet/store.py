@@ -66,7 +66,7 @@ class StoreState:
     unclean: int = 0               # runs of the pending model killed without evidence (power cut)
     issued_at: float = 0.0         # newest accepted manifest (older ones are replays)
     rejected: tuple[str, ...] = () # sha256 of models that failed here: never retried
-    deferred: tuple[str, ...] = () # rolled back after unclean stops: retried by a newer manifest
+    deferred: tuple[str, ...] = () # rolled back after unclean stops or by command: retried by a newer manifest
 
     def to_json(self) -> bytes:
         d: dict[str, Any] = dataclasses.asdict(self)

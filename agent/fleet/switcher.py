@@ -53,6 +53,7 @@ class ModelSwitcher:
         self.confirm_after_s = confirm_after_s
         self.agent: Optional[AgentContext] = None
         self._watch: Optional[HealthWatch] = None
+        self._push_ids: dict[str, str] = {}  # model sha256 -> push_id of the manifest that installed it
 
     def start(self, agent: AgentContext) -> None:
         """The agent runs: adopt its model; keep watching one still pending from before a restart."""
@@ -114,6 +115,7 @@ class ModelSwitcher:
         model = self_test(data, m, self.profile())
         note = detection_note(self.agent, model)
         self.store.install(data, model_info(model), m.issued_at)
+        self._push_ids = {model.sha256: m.push_id}
         self.runs.began(model.sha256)
         try:
             self.agent.swap_model(model)
@@ -126,11 +128,13 @@ class ModelSwitcher:
         self.status.publish_discovery()
         return note
 
-    def rollback(self, reason: str) -> ModelInfo:
-        """Back to the previous model (the current one is blacklisted); reported as rolled back."""
+    def rollback(self, reason: str, blacklist: bool = True) -> ModelInfo:
+        """Back to the previous model; reported as rolled back. The current one is blacklisted
+        (`blacklist`: it failed here) or deferred (an operator's choice: a later push of it
+        installs it again)."""
         assert self.agent is not None
         bad = self.store.state().active
-        prev = self.store.rollback()
+        prev = self.store.rollback(blacklist=blacklist)
         if prev is None:
             raise FleetError("no previous model to roll back to")
         self.agent.swap_model(KeywordModel.load(self.store.path_of(prev.sha256)))
@@ -138,7 +142,8 @@ class ModelSwitcher:
         log.warning("model %s -> %s: %s", bad.sha256[:12] if bad else "?", prev.sha256[:12], reason)
         if bad is not None:
             self.status.report(Progress(self.status.device.device_id, bad.sha256, ROLLED_BACK, reason=reason,
-                                        version=bad.version, time=time.time()))
+                                        version=bad.version, time=time.time(),
+                                        manifest=self._push_ids.get(bad.sha256, "")))
         return prev
 
     def reload(self) -> None:

@@ -60,6 +60,14 @@ class Manifest(Message):
         unsigned = dataclasses.replace(self, key_id=signing.key_id(key.public_key()), signature="")
         return dataclasses.replace(unsigned, signature=signing.sign(unsigned.signed_bytes(), key))
 
+    @property
+    def push_id(self) -> str:
+        """The identity of this exact manifest, signature included: what a device's reports
+        about it carry, so a push counts only answers to what it published (a forged copy of
+        the same content, with no or a bad signature, has another id; a re-push another
+        `issued_at`, so another id too)."""
+        return hashlib.sha256(self.signed_bytes() + b"\0" + self.signature.encode()).hexdigest()
+
     def verify(self, trusted: Mapping[str, Ed25519PublicKey]) -> None:
         signing.verify(self.signed_bytes(), self.signature, self.key_id, trusted)
 

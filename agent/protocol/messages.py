@@ -81,7 +81,10 @@ FINAL_STATES = (ACTIVE, REJECTED, ROLLED_BACK)
 
 @dataclass(frozen=True)
 class Progress(Message):
-    """`.../push`: a device's per-chunk acknowledgement and outcome for one model."""
+    """`.../push`: a device's per-chunk acknowledgement and outcome for one model.
+
+    `manifest` is the `Manifest.push_id` of the manifest the report answers ('' when it
+    answers none that could be parsed): a host takes only reports about what it published."""
 
     TYPE: ClassVar[str] = "progress"
     device_id: str
@@ -92,6 +95,7 @@ class Progress(Message):
     reason: str = ""
     version: str = ""
     time: float = 0.0
+    manifest: str = ""
 
     def check(self) -> None:
         if self.state not in PUSH_STATES:
