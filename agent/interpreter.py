@@ -82,25 +82,27 @@ def _runtime_info_hidden() -> Iterator[None]:
     if log.isEnabledFor(logging.DEBUG):
         yield
         return
-    with _STDERR_LOCK, tempfile.TemporaryFile() as captured:
+    with _STDERR_LOCK:
         try:
             sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to hide
+            captured = tempfile.TemporaryFile()
+        except (OSError, ValueError, AttributeError):  # no stderr or no temporary space: hide nothing
             yield
             return
-        try:
-            os.dup2(captured.fileno(), 2)
-            yield
-        finally:
+        with captured:
+            saved = os.dup(2)
             try:
-                sys.stderr.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = b"".join(line for line in captured.read().splitlines(keepends=True)
-                            if not line.startswith(b"INFO: "))
-            if kept:
-                os.write(2, kept)
+                os.dup2(captured.fileno(), 2)
+                yield
+            finally:
+                try:
+                    sys.stderr.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+                os.dup2(saved, 2)
+                os.close(saved)
+                captured.seek(0)
+                kept = b"".join(line for line in captured.read().splitlines(keepends=True)
+                                if not line.startswith(b"INFO: "))
+                if kept:
+                    os.write(2, kept)

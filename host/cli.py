@@ -8,6 +8,7 @@ from its own module; TensorFlow is imported only inside the commands that train 
 """
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Optional
 
@@ -30,6 +31,8 @@ _state = {"debug": False}
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.", envvar="KEYWIRE_DEBUG")) -> None:
     _state["debug"] = debug
+    if debug:  # e.g. the TFLite runtime's own INFO lines, which keywire.agent.interpreter hides otherwise
+        logging.getLogger("keywire").setLevel(logging.DEBUG)
 
 
 def debug_enabled() -> bool:

@@ -6,6 +6,7 @@ No TensorFlow is imported.
 """
 from __future__ import annotations
 
+import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -124,11 +125,19 @@ def passages(
 
 
 @dataset_app.command("voices")
-def voices_cmd() -> None:
+def voices_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (engines, voices) instead of lines.")] = False,
+) -> None:
     """List the TTS engines (usable or why not) and the default synthetic voices."""
     from keywire.training.synth_voices import VoiceCatalog
 
     cat = VoiceCatalog.probe()
+    if as_json:
+        typer.echo(json.dumps({"engines": {engine: {"usable": why is None, "reason": why or ""}
+                                           for engine, why in cat.status.items()},
+                               "voices": [{"id": v.id, "spec": v.spec, "engine": v.engine, "name": v.name}
+                                          for v in cat.default_voices()]}, indent=1))
+        return
     for engine, why in cat.status.items():
         typer.echo(f"{engine}: {'ok' if why is None else 'UNUSABLE: ' + why}")
     for v in cat.default_voices():

@@ -31,7 +31,7 @@ def features(
     elif output.suffix != ".npy":
         output = output.with_name(output.name + ".npy")  # the name np.save would give it, said as written
     if output.parent.exists() and not output.parent.is_dir():
-        raise ConfigError(f"--output {output}: {output.parent} is not a directory")
+        raise ConfigError(f"output path {output}: {output.parent} is not a directory")
     output.parent.mkdir(parents=True, exist_ok=True)
     np.save(output, stacked)
     typer.echo(f"wrote {output} {list(stacked.shape)} {stacked.dtype}", err=True)

@@ -5,6 +5,7 @@ Thin commands over `keywire.training`: TensorFlow is imported only by train and 
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import List, Optional
@@ -146,12 +147,18 @@ models_app = typer.Typer(help="Bundled models: list them, or print one's path.",
 
 
 @models_app.callback()
-def models(ctx: typer.Context) -> None:
+def models(ctx: typer.Context,
+           as_json: Annotated[bool, typer.Option("--json", help="One JSON array instead of a table.")] = False,
+           ) -> None:
     """List the bundled models with their classes and sizes."""
     if ctx.invoked_subcommand is not None:
         return
     from keywire.training.bundled import list_models
 
+    if as_json:
+        typer.echo(json.dumps([{"name": m.name, "path": str(m.path), "size": m.size, "classes": list(m.classes),
+                                "description": m.description} for m in list_models()], indent=1))
+        return
     from .tables import show, table
 
     show(table("bundled models", ("name", "size", "classes", "description"),
