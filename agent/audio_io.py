@@ -28,7 +28,7 @@ from typing import BinaryIO, Optional, Union
 
 import numpy as np
 
-from keywire.protocol.errors import AudioError
+from keywire.protocol.errors import AudioError, file_error
 
 PathLike = Union[str, Path]
 MIN_RATE_HZ = 1000
@@ -85,12 +85,8 @@ class WavReader:
         self.path = Path(path)
         try:
             self._f: BinaryIO = open(self.path, "rb")
-        except FileNotFoundError:
-            raise AudioError(f"audio file not found: {self.path}") from None
-        except IsADirectoryError:
-            raise AudioError(f"{self.path} is a directory, not a WAV file") from None
         except OSError as exc:
-            raise AudioError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+            raise file_error(exc, AudioError, "audio file", self.path) from None
         try:
             self.format, self._left = self._parse_header()
         except AudioError:

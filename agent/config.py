@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping, Tuple
 
 from keywire.protocol.detection import DetectionOverrides
-from keywire.protocol.errors import ConfigError
+from keywire.protocol.errors import ConfigError, file_error
 from keywire.protocol.topics import check_name
 from keywire.protocol.typed import FieldError, decode_dataclass
 
@@ -130,12 +130,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise file_error(exc, ConfigError, "config file", path) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 

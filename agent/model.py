@@ -16,7 +16,7 @@ from typing import Any, Union
 import numpy as np
 
 from keywire.protocol.detection import DetectionSettings
-from keywire.protocol.errors import ModelError, ParamsError
+from keywire.protocol.errors import ModelError, ParamsError, file_error
 from keywire.protocol.frontend_settings import FrontendSettings
 from keywire.protocol.sl_params import read_params
 
@@ -55,12 +55,8 @@ class KeywordModel:
         p = Path(path)
         try:
             data = p.read_bytes()
-        except FileNotFoundError:
-            raise ModelError(f"model file not found: {p}") from None
-        except IsADirectoryError:
-            raise ModelError(f"model path is a directory, not a .tflite file: {p}") from None
         except OSError as exc:
-            raise ModelError(f"cannot read model {p}: {exc.strerror}") from None
+            raise file_error(exc, ModelError, "model file", p) from None
         return cls.from_bytes(data, source=str(p), num_threads=num_threads)
 
     @classmethod

@@ -19,11 +19,11 @@ spooled overnight while the broker was away must not fire an automation in the m
 """
 from __future__ import annotations
 
-import json
 import time
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
-from keywire.protocol.messages import dumps
+from keywire.protocol.errors import KeywireError
+from keywire.protocol.messages import Detection, dumps
 from keywire.protocol.topics import DeviceTopics
 
 DEFAULT_MAX_EVENT_AGE_S = 300.0
@@ -79,11 +79,11 @@ def discovery_messages(device: DeviceTopics, classes: Sequence[str], software_ve
 def fresh_detection(payload: bytes, max_age_s: float, now: Optional[float] = None) -> Optional[bytes]:
     """The detection payload if it is young enough to reach Home Assistant, else None.
 
-    Age is the device's wall clock now minus the detection's `wall_time`; a payload without
-    one (or not a detection) is not forwarded."""
+    Age is the device's wall clock now minus the detection's `wall_time`; a payload that is
+    not a valid detection (its own wire form decides) is not forwarded."""
     try:
-        d: Any = json.loads(payload)
-        age = (time.time() if now is None else now) - float(d["wall_time"])
-    except (ValueError, TypeError, KeyError):
+        d = Detection.from_json(payload)
+    except KeywireError:
         return None
-    return payload if -max_age_s <= age <= max_age_s and d.get("type", "detection") == "detection" else None
+    age = (time.time() if now is None else now) - d.wall_time
+    return payload if -max_age_s <= age <= max_age_s else None

@@ -83,3 +83,13 @@ def describe_os_error(exc: OSError) -> str:
     name = exc.filename if exc.filename is not None else ""
     reason = exc.strerror or str(exc)
     return f"{name}: {reason}" if name else reason
+
+
+def file_error(exc: OSError, error: type[KeywireError], what: str, path: object) -> KeywireError:
+    """The one-line domain error for a file that cannot be read; `what` names its role
+    ("audio file", "model file", "config file") so the user knows which argument is wrong."""
+    if isinstance(exc, FileNotFoundError):
+        return error(f"{what} not found: {path}")
+    if isinstance(exc, IsADirectoryError):
+        return error(f"{what} {path} is a directory")
+    return error(f"cannot read {what} {path}: {exc.strerror or exc}")

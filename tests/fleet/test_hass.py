@@ -7,6 +7,7 @@ import json
 import time
 
 from keywire.agent.fleet.hass import discovery_messages, fresh_detection
+from keywire.protocol.messages import Detection
 from keywire.protocol.topics import DeviceTopics
 
 from .conftest import FLEET
@@ -32,10 +33,12 @@ def test_discovery_configs_name_fleet_keywords_origin_and_default_entity_id() ->
 
 
 def test_fresh_detection_age_limit() -> None:
-    d = json.dumps({"v": 1, "type": "detection", "keyword": "on", "wall_time": 1000.0}).encode()
+    d = Detection(keyword="on", score=200, time_ms=10, wall_time=1000.0).to_json()
     assert fresh_detection(d, 300, now=1299.0) == d
     assert fresh_detection(d, 300, now=1301.0) is None
     assert fresh_detection(b"not json", 300, now=1000.0) is None
+    assert fresh_detection(b'{"v": 1, "type": "detection", "keyword": "on", "wall_time": 1000.0}', 300,
+                           now=1000.0) is None  # not a whole detection
 
 
 def test_ha_discovery_flag_and_max_event_age_on_real_broker(broker, start_agent, observe) -> None:
