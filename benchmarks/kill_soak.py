@@ -6,10 +6,11 @@ flow and models are pushed; counts events lost and duplicated, and installs that
 Each round waits 1-3 s, then SIGKILLs the agent or the broker (alternating, in a seeded random
 order) and starts it again. Every `--installs`-th agent kill lands 0.2-1.5 s after a
 `keywire push` of a new model version began (mid-install). Events: every detection the agent
-printed (its stdout, the same moment it is spooled) must reach an independent subscriber with
-a persistent session; "lost" counts those that never do, except the one a kill can cut
-between printing and spooling ("in flight at a kill", reported apart; it was never stored
-anywhere, so nothing acknowledged it). "Duplicates" counts extra deliveries of an id
+printed (its stdout, written just after it is spooled) must reach an independent subscriber
+with a persistent session; "lost" counts those that never do. "In flight at a kill" counts
+the last detection printed before a kill that never arrived, reported apart (with the spool
+wired before stdout it should stay 0; "unknown delivered" counts the opposite cut: spooled,
+delivered, never printed). "Duplicates" counts extra deliveries of an id
 (QoS 1 re-delivery after a lost PUBACK; consumers drop them by event_id). Installs: after
 each mid-install kill the restarted agent's store must name a complete model whose SHA-256
 is its file name, and the agent must come back online.
