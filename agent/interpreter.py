@@ -48,15 +48,31 @@ def runtime_name() -> str:
     return _interpreter_class()[0]
 
 
+def _builtin_only_kwargs(name: str) -> dict[str, Any]:
+    """Interpreter arguments that leave out the default delegate (XNNPACK): the runtime's own
+    builtin kernels only."""
+    if name == "ai_edge_litert":
+        from ai_edge_litert.interpreter import OpResolverType  # type: ignore
+    elif name == "tflite_runtime":
+        from tflite_runtime.interpreter import OpResolverType  # type: ignore
+    else:
+        import tensorflow as tf  # type: ignore
+
+        OpResolverType = tf.lite.experimental.OpResolverType
+    return {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+
+
 def load_interpreter(model: bytes, num_threads: int = 1,
-                     input_shape: Optional[Sequence[int]] = None) -> Any:
+                     input_shape: Optional[Sequence[int]] = None, default_delegates: bool = True) -> Any:
     """An allocated interpreter for the model bytes; `ModelError` if the runtime rejects it.
     `input_shape` resizes the first input before allocation (models with a dynamic input,
-    whose stored shape is only a placeholder)."""
-    _, cls = _interpreter_class()
+    whose stored shape is only a placeholder). `default_delegates=False` runs the builtin
+    kernels without XNNPACK (for the rare model XNNPACK cannot prepare)."""
+    name, cls = _interpreter_class()
     try:
         with _runtime_info_hidden():
-            interp = cls(model_content=bytes(model), num_threads=num_threads)
+            extra = {} if default_delegates else _builtin_only_kwargs(name)
+            interp = cls(model_content=bytes(model), num_threads=num_threads, **extra)
             if input_shape is not None:
                 interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(input_shape))
             interp.allocate_tensors()

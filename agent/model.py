@@ -8,6 +8,7 @@ convention, probability x 256).
 from __future__ import annotations
 
 import hashlib
+import logging
 from functools import cached_property
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from keywire.protocol.sl_params import read_params
 from .frontend import to_model_input, to_model_input_mfcc
 from .frontend.embedding import EMBEDDING_FRONTEND, embedding_window, feature_models
 from .interpreter import load_interpreter
+
+log = logging.getLogger("keywire.agent.model")
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,19 @@ class KeywordModel:
         model._check_input_shape()
         # A corrupt model can load and still fail in the runtime at its first invocation
         # (kernel prepare, delegate, bad quantisation): refuse it here, not in the audio loop.
-        model.infer(np.zeros(model.window_shape, dtype=np.uint16))
+        # XNNPACK refuses to prepare some valid graphs; those run on the builtin kernels.
+        probe = np.zeros(model.window_shape, dtype=np.uint16)
+        try:
+            model.infer(probe)
+        except ModelError as exc:
+            if "XNNPACK" not in str(exc) and "Delegate" not in str(exc):
+                raise
+            log.warning("%s: XNNPACK cannot run this model (%s); using the builtin kernels", source, exc)
+            interp = load_interpreter(data, num_threads=num_threads, default_delegates=False)
+            model._interp = interp
+            model._in_idx = interp.get_input_details()[0]["index"]
+            model._out_idx = interp.get_output_details()[0]["index"]
+            model.infer(probe)
         return model
 
     def _check_input_shape(self) -> None:
