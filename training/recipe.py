@@ -87,6 +87,9 @@ class Recipe:
     warmup_epochs: int = 1
     early_stopping_patience: int = 10     # epochs without val accuracy gain (0 = off)
     class_weights: str = "balanced"       # balanced | none
+    class_weight_scale: Mapping[str, float] = field(default_factory=dict)  # per-class factors on
+                                          # top of class_weights, e.g. { _unknown_ = 2.0 }: a
+                                          # mistaken "other word" costs twice (fewer false accepts)
     label_smoothing: float = 0.05
     weight_decay: float = 1e-4
     ensemble: int = 1                     # members trained with seeds seed, seed+1, ...; the
@@ -164,6 +167,13 @@ class Recipe:
             raise ConfigError(f"recipe field 'lr_schedule' must be cosine, step or constant, got {self.lr_schedule!r}")
         if self.class_weights not in ("balanced", "none"):
             raise ConfigError(f"recipe field 'class_weights' must be balanced or none, got {self.class_weights!r}")
+        for name, factor in self.class_weight_scale.items():
+            if name not in self.classes:
+                raise ConfigError(f"recipe field 'class_weight_scale' names {name!r}, which is not a class "
+                                  f"of this recipe ({', '.join(self.classes)})")
+            if not (isinstance(factor, (int, float)) and 0.01 <= factor <= 100):
+                raise ConfigError(f"recipe field 'class_weight_scale.{name}' must be a number within "
+                                  f"0.01..100, got {factor!r}")
         for name in ("validation_percentage", "testing_percentage", "unknown_class_percentage",
                      "silence_class_percentage"):
             v = getattr(self, name)
@@ -231,6 +241,8 @@ def from_dict(values: Mapping[str, Any], base: Optional[Recipe] = None, source: 
             raise ConfigError(f"{source}: unknown field '{key}'{_suggest(key, fields)}")
         if key == "ensemble_models":
             top[key] = _ensemble_models(value, source)
+        elif key == "class_weight_scale":
+            top[key] = _class_weight_scale(value, source)
         elif key == "model_options":
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: field 'model_options' must be a table")
@@ -261,6 +273,30 @@ def _ensemble_models(value: Any, source: str) -> Tuple[Mapping[str, Any], ...]:
             raise ConfigError(f"{source}: field 'ensemble_models' entry {i} has no model name")
         out.append({str(k): v for k, v in m.items()})
     return tuple(out)
+
+
+def _class_weight_scale(value: Any, source: str) -> Mapping[str, float]:
+    """`class_weight_scale` from TOML (a table) or the command line (`_unknown_=2,up=1.5`)."""
+    if isinstance(value, str):
+        pairs = [p.strip() for p in value.split(",") if p.strip()]
+        value = {}
+        for p in pairs:
+            name, sep, factor = p.partition("=")
+            if not sep:
+                raise ConfigError(f"{source}: field 'class_weight_scale' wants CLASS=FACTOR pairs, got {p!r}")
+            value[name.strip()] = factor.strip()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: field 'class_weight_scale' must be a table like {{ _unknown_ = 2.0 }}")
+    out = {}
+    for name, factor in value.items():
+        try:
+            f = float(factor)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: field 'class_weight_scale.{name}' is not a number: {factor!r}") from None
+        if f != f:
+            raise ConfigError(f"{source}: field 'class_weight_scale.{name}' is not a number: {factor!r}")
+        out[str(name)] = f
+    return out
 
 
 def _option_value(v: Any) -> Any:

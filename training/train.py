@@ -116,13 +116,23 @@ def stream_bed(dataset: Dataset, rate: int):
     return stream_bed_pool(dataset.noise_files, dataset.speech_files, words, rate)
 
 
-def class_weights(y: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
-    """'balanced' weights n / (k * count_c) (sklearn's formula), or ones."""
-    if mode != "balanced":
-        return np.ones(n_classes, np.float32)
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    w = len(y) / (n_classes * np.maximum(counts, 1))
+def class_weights(y: np.ndarray, n_classes: int, mode: str,
+                  scale: Sequence[float] | None = None) -> np.ndarray:
+    """'balanced' weights n / (k * count_c) (sklearn's formula), or ones; then each class's
+    factor from `scale` (the recipe's class_weight_scale, in class order)."""
+    if mode == "balanced":
+        counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+        w = len(y) / (n_classes * np.maximum(counts, 1))
+    else:
+        w = np.ones(n_classes, np.float64)
+    if scale is not None:
+        w = w * np.asarray(scale, np.float64)
     return w.astype(np.float32)
+
+
+def weight_scale(recipe: Recipe, classes: Sequence[str]) -> list[float]:
+    """The recipe's class_weight_scale as factors in output order (1.0 where unnamed)."""
+    return [float(recipe.class_weight_scale.get(c, 1.0)) for c in classes]
 
 
 def lr_at(recipe: Recipe, epoch: int) -> float:
@@ -144,7 +154,7 @@ def _batches(recipe: Recipe, data: PreparedData, binary: bool, n_classes: int):
     import keras
 
     x, y = data.x["train"], data.y["train"]
-    w = class_weights(y, n_classes, recipe.class_weights)
+    w = class_weights(y, n_classes, recipe.class_weights, weight_scale(recipe, recipe.classes[:n_classes]))
     a = recipe.augmentation
 
     class TrainBatches(keras.utils.PyDataset):

@@ -73,6 +73,11 @@ def test_ensemble_models_round_trip_and_plan_their_members(tmp_path: Path) -> No
     ('keywords = ["a"]\ndata = ["."]\nlr_schedule = "linear"\n', "lr_schedule"),
     ('keywords = ["a"]\ndata = ["."]\nvalidation_percentage = 60\ntesting_percentage = 50\n', "validation_percentage"),
     ('keywords = ["a"]\ndata = ["."]\n[frontend]\nfilterbank_upper_band_limit = 9000.0\n', "upper_band_limit"),
+    ('keywords = ["a"]\ndata = ["."]\nclass_weight_scale = { _unknwn_ = 2.0 }\n', "class_weight_scale"),
+    ('keywords = ["a"]\ndata = ["."]\nclass_weight_scale = { a = 0 }\n', "class_weight_scale.a"),
+    ('keywords = ["a"]\ndata = ["."]\nclass_weight_scale = { a = "x" }\n', "class_weight_scale.a"),
+    ('keywords = ["a"]\ndata = ["."]\nclass_weight_scale = { a = nan }\n', "class_weight_scale.a"),
+    ('keywords = ["a"]\ndata = ["."]\nclass_weight_scale = 2.0\n', "class_weight_scale"),
 ])
 def test_recipe_errors_name_the_field(tmp_path: Path, text: str, field: str) -> None:
     with pytest.raises(ConfigError) as e:
@@ -85,3 +90,24 @@ def test_typo_gets_a_suggestion(tmp_path: Path) -> None:
         load_recipe(write(tmp_path, 'keywords = ["a"]\ndata = ["."]\nepochz = 3\n'))
     with pytest.raises(ConfigError, match="did you mean --batch_size"):
         parse_cli_overrides(["--batch_sise", "3"])
+
+
+def test_class_weight_scale_round_trips_and_multiplies_the_balanced_weights(tmp_path: Path) -> None:
+    import numpy as np
+
+    from keywire.training.train import class_weights, weight_scale
+
+    r = from_dict({"data": ["/d"], "keywords": ["on", "off"], "class_weight_scale": {"_unknown_": 2.0}})
+    again = load_recipe(write(tmp_path, r.to_toml()))
+    assert again.class_weight_scale == {"_unknown_": 2.0} and again.to_dict() == r.to_dict()
+    cli = apply_overrides(r, parse_cli_overrides(["--class_weight_scale", "_unknown_=3, off=0.5"]))
+    assert cli.class_weight_scale == {"_unknown_": 3.0, "off": 0.5}
+    assert weight_scale(cli, cli.classes) == [1.0, 0.5, 3.0, 1.0]
+    y = np.array([0, 0, 1, 1, 2, 2, 2, 2, 3, 3])  # _unknown_ twice as frequent as the rest
+    balanced = class_weights(y, 4, "balanced")
+    scaled = class_weights(y, 4, "balanced", weight_scale(r, r.classes))
+    assert np.allclose(balanced, [1.25, 1.25, 0.625, 1.25])
+    assert np.allclose(scaled, [1.25, 1.25, 1.25, 1.25])
+    assert np.allclose(class_weights(y, 4, "none", [1, 1, 2, 1]), [1, 1, 2, 1])
+    with pytest.raises(ConfigError, match="CLASS=FACTOR"):
+        apply_overrides(r, {"class_weight_scale": "_unknown_"})
