@@ -293,9 +293,7 @@ def _class_weight_scale(value: Any, source: str) -> Mapping[str, float]:
             f = float(factor)
         except (TypeError, ValueError):
             raise ConfigError(f"{source}: field 'class_weight_scale.{name}' is not a number: {factor!r}") from None
-        if f != f:
-            raise ConfigError(f"{source}: field 'class_weight_scale.{name}' is not a number: {factor!r}")
-        out[str(name)] = f
+        out[str(name)] = f  # the range (which also refuses NaN) is checked in Recipe.validate
     return out
 
 

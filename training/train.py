@@ -154,7 +154,7 @@ def _batches(recipe: Recipe, data: PreparedData, binary: bool, n_classes: int):
     import keras
 
     x, y = data.x["train"], data.y["train"]
-    w = class_weights(y, n_classes, recipe.class_weights, weight_scale(recipe, recipe.classes[:n_classes]))
+    w = class_weights(y, n_classes, recipe.class_weights, weight_scale(recipe, recipe.classes))
     a = recipe.augmentation
 
     class TrainBatches(keras.utils.PyDataset):
