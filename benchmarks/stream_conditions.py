@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_mltk as cm  # noqa: E402  (material and speaker split shared with the stream benchmark)
 
 from keywire.agent.model import KeywordModel  # noqa: E402
-from keywire.agent.spotter import KeywordSpotter  # noqa: E402
 from keywire.training import streams as st  # noqa: E402
+from keywire.training.score_trace import collect_scores  # noqa: E402
 from keywire.training.audio import load_clip  # noqa: E402
 from keywire.training.augment import _dbfs_to_rms  # noqa: E402
 from keywire.training.embeddings import floor_noise, noise_floor_dbfs  # noqa: E402
@@ -49,18 +49,6 @@ def pools(data: Path, out: Path, split: str) -> dict[str, st.BackgroundPool]:
     speech = [f for f in files if f.parent.name != "background_noise"]
     return {"mix": st.BackgroundPool(files, portion=portion), "noise": st.BackgroundPool(noise, portion=portion),
             "speech": st.BackgroundPool(speech, portion=portion)}
-
-
-def scores(model: KeywordModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(times ms, uint8 scores) of every inference over `x`, fed in 100 ms chunks."""
-    rec: list[tuple[int, np.ndarray]] = []
-    spotter = KeywordSpotter(model, None, on_scores=lambda t, s: rec.append((t, s.copy())))
-    try:
-        for i in range(0, len(x), RATE // 10):
-            spotter.feed(x[i:i + RATE // 10])
-    finally:
-        spotter.close()
-    return np.array([t for t, _ in rec]), np.stack([s for _, s in rec])
 
 
 def main(argv: list[str]) -> int:
@@ -92,7 +80,8 @@ def main(argv: list[str]) -> int:
             y = np.clip(np.round(mix), -32768, 32767).astype(np.int16)
             lo, hi = pre * 1000 // RATE, (pre + span[1] - span[0]) * 1000 // RATE + 1000
             for mi, model in enumerate(models):
-                t, s = scores(model, y)
+                tr = collect_scores(model, st.Stream(name, y, RATE), chunk_samples=RATE // 10)
+                t, s = tr.times_ms, tr.scores
                 m = (t >= lo) & (t <= hi)
                 k = list(model.classes).index(c.keyword)
                 res.setdefault((mi, name), []).append((int(s[m, k].max()), bool(np.any(np.argmax(s[m], 1) == k))))
