@@ -5,6 +5,8 @@ File layout (`/etc/keywire/agent.toml`)::
 
     model = "/var/lib/keywire/models/active.tflite"   # or a list: the first is the primary
     source = "mic"
+    embeddings_per_call = 4   # speech-embedding models: one embedding-model call per 4 x 80 ms
+                              # (detections up to 240 ms later, a third of the CPU); 1..16
     device_id = "kitchen-pi"
     state_dir = "/var/lib/keywire"
     [detection]   MLTK names (detection_threshold, detection_threshold_list,
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Tuple
 
+from keywire.agent.frontend.embedding import MAX_EMBEDDINGS_PER_CALL
 from keywire.protocol.detection import DetectionOverrides
 from keywire.protocol.errors import ConfigError, file_error
 from keywire.protocol.topics import check_name
@@ -78,6 +81,7 @@ class AgentConfig:
     device_id: str = field(default_factory=socket.gethostname)
     state_dir: str = ""
     chunk_ms: int = 100
+    embeddings_per_call: int = 4        # speech-embedding streams: 1 = lowest latency, 4 = a third of the CPU
     log_level: str = "info"
     json_events: bool = True
     detection: DetectionOverrides = DetectionOverrides()
@@ -104,7 +108,9 @@ class AgentConfig:
 
 def _ranges(c: AgentConfig) -> tuple[tuple[str, float, float, float], ...]:
     """Numeric settings outside the detection table, with their ranges."""
-    return (("chunk_ms", c.chunk_ms, 1, 10_000), ("[led] blink_ms", c.led.blink_ms, 1, 60_000),
+    return (("chunk_ms", c.chunk_ms, 1, 10_000),
+            ("embeddings_per_call", c.embeddings_per_call, 1, MAX_EMBEDDINGS_PER_CALL),
+            ("[led] blink_ms", c.led.blink_ms, 1, 60_000),
             ("[led] activity_dbfs", c.led.activity_dbfs, -150, 0),
             ("[mqtt] telemetry_s", c.mqtt.telemetry_s, 0.1, 86_400),
             ("[mqtt] keepalive_s", c.mqtt.keepalive_s, 1, 65_535),  # MQTT's 16-bit keep-alive

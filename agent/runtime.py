@@ -140,7 +140,8 @@ class Agent:
         # overrides and fleet pushes concern the primary one.
         self._extra_models = tuple(self._load_model(p) for p in config.extra_models)
         start_detection, _ = config.detection.resolve(self._model.detection, len(self._model.classes))  # logs drops
-        self.spotter = KeywordSpotter(self._model, start_detection, device_id=config.device_id)
+        self.spotter = KeywordSpotter(self._model, start_detection, device_id=config.device_id,
+                                      embeddings_per_call=config.embeddings_per_call)
         for extra in self._extra_models:
             self.spotter.add_model(extra)
         self.audio = AudioSupervisor(self._make_source)

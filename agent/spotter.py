@@ -54,10 +54,11 @@ class _Stream:
     """One feature stream and the recent frames its heads read. Frame k ends at stream
     sample origin + k * step + span (span: samples from a (re)start to the first frame)."""
 
-    def __init__(self, settings: FrontendSettings, native: Optional[bool], origin: int) -> None:
+    def __init__(self, settings: FrontendSettings, native: Optional[bool], origin: int,
+                 embeddings_per_call: int = 1) -> None:
         self.settings = settings
         if settings.frontend_type == EMBEDDING_FRONTEND:
-            self.frontend = EmbeddingFrontend()
+            self.frontend = EmbeddingFrontend(embeddings_per_call)
             self.step, self.span, self.warm_up = EMBEDDING_STEP_SAMPLES, FIRST_EMBEDDING_SAMPLES, True
         else:
             self.frontend = Frontend(settings, native=native)
@@ -68,7 +69,7 @@ class _Stream:
     def restart(self, origin: int, forget: bool = True) -> None:
         """Frame 0 of a fresh frontend starts at `origin`; `forget` clears the recent frames
         (MLTK's reset on detection keeps them: only the frontend starts over)."""
-        self.origin, self.frames_out = origin, 0
+        self.origin, self.frames_out, self.fed = origin, 0, origin
         if forget:
             self.history[:] = 0
             self.filled = 0
@@ -85,10 +86,18 @@ class _Stream:
     def run(self, x: np.ndarray) -> None:
         """Features of `x` (the samples after everything run so far), held until released."""
         frames = self.frontend.process(x)
+        self.fed += len(x)
         ends = self.origin + (self.frames_out + np.arange(len(frames))) * self.step + self.span
         self.frames_out += len(frames)
         self.pending = np.concatenate([self.pending, frames]) if len(self.pending) else frames
         self.pending_ends = np.concatenate([self.pending_ends, ends])
+
+    @property
+    def horizon(self) -> int:
+        """The stream sample up to which every frame ending there has been computed: what it
+        was fed, less what a frontend holds back (an embedding stream computing several
+        embeddings per call)."""
+        return min(self.fed, self.origin + self.frames_out * self.step + self.span - 1)
 
     def release(self, upto: int) -> None:
         """Frames that end at or before stream sample `upto` enter the history."""
@@ -132,16 +141,20 @@ class KeywordSpotter:
 
     def __init__(self, model: KeywordModel, detection: Optional[DetectionSettings] = None,
                  device_id: str = "", on_scores: Optional[ScoresHook] = None,
-                 native_frontend: Optional[bool] = None) -> None:
-        """`native_frontend`: as `Frontend`'s `native` (None = the C frontend when built)."""
+                 native_frontend: Optional[bool] = None, embeddings_per_call: int = 1) -> None:
+        """`native_frontend`: as `Frontend`'s `native` (None = the C frontend when built).
+        `embeddings_per_call`: as `EmbeddingFrontend`'s; the heads of an embedding stream then
+        run on the same windows as with 1, up to (k-1) x 80 ms later."""
         self.device_id = device_id
         self._native_frontend = native_frontend
+        self._embeddings_per_call = embeddings_per_call
         self.on_scores = on_scores
         self.stats = SpotterStats()
         self._lock = threading.Lock()
         self._pending_model: Optional[tuple[KeywordModel, Optional[DetectionSettings]]] = None
         self._pending_detection: Optional[DetectionSettings] = None
-        self._stream_samples = 0
+        self._stream_samples = 0                        # every head has run up to here
+        self._tail = np.zeros(0, dtype=np.int16)        # samples fed after that (held back)
         self._streams: list[_Stream] = []
         self._heads: list[_Head] = []
         self._new_streams: list[_Stream] = []
@@ -153,7 +166,7 @@ class KeywordSpotter:
         for s in self._streams:
             if s.settings == fe:
                 return s
-        s = _Stream(fe, self._native_frontend, self._stream_samples)
+        s = _Stream(fe, self._native_frontend, self._stream_samples, self._embeddings_per_call)
         self._streams.append(s)
         self._new_streams.append(s)
         return s
@@ -185,7 +198,9 @@ class KeywordSpotter:
                              f"{self.model.source} at {self.model.frontend.sample_rate_hz} Hz")
         (detection or model.detection).validate(len(model.classes))
         self._heads.append(self._make_head(model, detection))
-        self._new_streams.clear()   # created between chunks: it starts at the next chunk
+        for s in self._new_streams:     # created between chunks: it catches up on held-back samples
+            s.run(self._tail)
+        self._new_streams.clear()
 
     @property
     def model(self) -> KeywordModel:
@@ -224,7 +239,10 @@ class KeywordSpotter:
             self._pending_detection = detection
 
     def reset(self) -> None:
-        """Forget all streaming state (frontends, feature windows, detector histories)."""
+        """Forget all streaming state (frontends, feature windows, detector histories and
+        held-back samples)."""
+        self._stream_samples += len(self._tail)
+        self._tail = self._tail[:0]
         for s in self._streams:
             s.frontend.reset()
             s.restart(self._stream_samples)
@@ -254,15 +272,18 @@ class KeywordSpotter:
 
     def _feed(self, x: np.ndarray) -> list[Detection]:
         """The whole chunk goes through each stream's frontend in one call (cheap per sample);
-        frames are then released by their end position, one inference boundary at a time.
-        A stream (re)started at a boundary runs the rest of the chunk from there."""
-        start, end = self._stream_samples, self._stream_samples + len(x)
+        frames are then released by their end position, one inference boundary at a time, up
+        to where every stream has computed its frames (the horizon; a stream holding frames
+        back moves it behind the audio fed). A stream (re)started at a boundary runs the
+        samples from there on, kept in the tail."""
+        start = self._stream_samples
+        self._tail = np.concatenate([self._tail, x])
         for s in self._streams:
             s.run(x)
         detections: list[Detection] = []
         while True:
             boundary = min(h.next_inference for h in self._heads)
-            if boundary > end:
+            if boundary > min(s.horizon for s in self._streams):
                 break
             for s in self._streams:
                 s.release(boundary)
@@ -276,11 +297,13 @@ class KeywordSpotter:
                     detections.append(detection)
             self._drop_unused_streams()
             for s in self._new_streams:
-                s.run(x[boundary - start:])
+                s.run(self._tail[boundary - start:])
             self._new_streams.clear()
+        done = min(s.horizon for s in self._streams)
         for s in self._streams:
-            s.release(end)
-        self._stream_samples = end
+            s.release(done)
+        self._tail = self._tail[done - start:]
+        self._stream_samples = done
         return detections
 
     def _apply_pending(self) -> None:

@@ -8,7 +8,9 @@ benchmarks/throughput_vs_microwakeword.py: Speech Commands keywords over backgro
 ../shared/data, or espeak-ng speech over noise without it), fed in the same chunk size, timed
 with `time.process_time()` after a warm-up pass over the first 10 s; RSS is the child's peak
 (VmHWM) after the run. Rows: pymicro-wakeword (okay_nabu), the embedding stream alone
-(`EmbeddingFrontend`), keywire's `KeywordSpotter` with one head and with three heads. Without
+(`EmbeddingFrontend`), keywire's `KeywordSpotter` with one head and with three heads, each
+with 1 and with K (`--embeddings-per-call`, the agent's default 4) embeddings per call of the
+embedding model. Without
 `--head`, the tiny test heads (tests/fixtures/embedding_head.py, cached under .cache/tests)
 are used: the cost of a head depends on its size, the shared stream's does not.
 """
@@ -39,7 +41,7 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
-def child(kind: str, audio_path: str, chunk: int, heads: list[str]) -> dict:
+def child(kind: str, audio_path: str, chunk: int, heads: list[str], k: int) -> dict:
     """One configuration in a fresh process: CPU seconds over the audio and peak RSS."""
     audio = np.load(audio_path)
     if kind == "pymicro":
@@ -48,18 +50,19 @@ def child(kind: str, audio_path: str, chunk: int, heads: list[str]) -> dict:
         return {"config": row["detector"], "cpu_s": row["cpu_s"], "rss_mb": _peak_rss_mb()}
     if kind == "stream":
         from keywire.agent.frontend.embedding import EmbeddingFrontend
-        fe = EmbeddingFrontend()
+        fe = EmbeddingFrontend(k)
         step = lambda x: len(fe.process(x))   # noqa: E731
-        reset, name = fe.reset, "embedding stream alone"
+        reset, name = fe.reset, f"embedding stream alone, {k} per call"
     else:
         from keywire.agent.model import KeywordModel
         from keywire.agent.spotter import KeywordSpotter
         models = [KeywordModel.load(p) for p in heads]
-        spot = KeywordSpotter(models[0])
+        spot = KeywordSpotter(models[0], embeddings_per_call=k)
         for m in models[1:]:
             spot.add_model(m)
         step = lambda x: len(spot.feed(x))   # noqa: E731
-        reset, name = spot.reset, f"keywire, {len(models)} embedding head{'s' if len(models) > 1 else ''}"
+        reset, name = spot.reset, (f"keywire, {len(models)} embedding head{'s' if len(models) > 1 else ''}, "
+                                   f"{k} per call")
 
     def go(x: np.ndarray) -> int:
         return sum(step(x[i:i + chunk]) for i in range(0, len(x), chunk))
@@ -78,11 +81,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--chunk-ms", type=int, default=100)
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--json", default=None)
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--embeddings-per-call", type=int, default=4,
+                    help="K of the agent's setting (rows with 1 and with K); default 4, the agent's default")
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        kind, audio_path, chunk, heads = args.child
-        print(json.dumps(child(kind, audio_path, int(chunk), json.loads(heads))))
+        kind, audio_path, chunk, heads, k = args.child
+        print(json.dumps(child(kind, audio_path, int(chunk), json.loads(heads), int(k))))
         return 0
     heads = args.head
     if not heads:
@@ -97,8 +102,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="keywire-emb-bench-")) / "audio.npy"
     np.save(tmp, audio)
     rows = []
-    for kind, hs in (("pymicro", []), ("stream", []), ("spotter", three[:1]), ("spotter", three)):
-        r = subprocess.run([sys.executable, __file__, "--child", kind, str(tmp), str(chunk), json.dumps(hs)],
+    k = args.embeddings_per_call
+    plan = [("pymicro", [], 1)] + [(kind, hs, kk) for kk in dict.fromkeys((1, k))
+                                   for kind, hs in (("stream", []), ("spotter", three[:1]), ("spotter", three))]
+    for kind, hs, kk in plan:
+        r = subprocess.run([sys.executable, __file__, "--child", kind, str(tmp), str(chunk), json.dumps(hs), str(kk)],
                            capture_output=True, text=True, check=True)
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
     ref = rows[0]["cpu_s"]
@@ -110,9 +118,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         r["cpu_s_per_audio_hour"] = r["cpu_s"] / hours
         r["ratio"] = r["cpu_s"] / ref if ref else float("nan")
         print(f"| {r['config']} | {r['cpu_s_per_audio_hour']:.1f} | {r['ratio']:.2f} | {r['rss_mb']:.0f} |")
-    one, stream, three_h = rows[2]["cpu_s"], rows[1]["cpu_s"], rows[3]["cpu_s"]
-    print(f"each extra head: {(three_h - one) / 2 / hours:.1f} CPU-s per audio-hour, "
-          f"{100 * (three_h - one) / 2 / stream:.1f}% of the shared stream's")
+    for i in range(1, len(rows), 3):
+        stream, one, three_h = (r["cpu_s"] for r in rows[i:i + 3])
+        print(f"{rows[i]['config']}: each extra head {(three_h - one) / 2 / hours:.1f} CPU-s per audio-hour, "
+              f"{100 * (three_h - one) / 2 / stream:.1f}% of the shared stream's")
     if args.json:
         Path(args.json).write_text(json.dumps({"audio_minutes": args.minutes, "rows": rows}, indent=1))
     return 0

@@ -50,7 +50,9 @@ MEL_FILE, EMBEDDING_FILE = "melspectrogram.tflite", "embedding_model.tflite"
 MEL_SHA256 = "96fa0adccb6e8cf95cb14465409a1a2898ee4a96a85bb9ed3c7eb0e68bf163e8"
 EMBEDDING_SHA256 = "c0aea21eb84a4ce90a08c870da41b7a7173b45269e6a3207c71d67c40f3a59d8"
 _INSTALL_HINT = f"install it with: pip install --no-deps {_PACKAGE}=={_VERSION}"
-_BATCH = 64                             # embedding windows per batched interpreter call
+_BATCH_CLIPS = 16                       # clips per batched interpreter call (training)
+MAX_EMBEDDINGS_PER_CALL = 16
+_RUN_WINDOWS = 32                       # windows per run in batched calls (training)
 
 
 @dataclass(frozen=True)
@@ -103,19 +105,23 @@ def feature_models() -> FeatureModels:
 
 
 class _Models:
-    """The two interpreters, allocated once for the fixed shapes this module calls them with."""
+    """The two interpreters. The embedding model is fully convolutional in time with a total
+    stride of 8 mel frames (80 ms), so one call on 76 + 8(k-1) consecutive mel frames gives
+    the k embeddings of the k windows in them, bit-identical to k single calls at about a
+    third of their cost for k = 4 (docs/BENCHMARKS.md). Its input is resized to [batch,
+    frames] on demand; a stream keeps one shape."""
 
-    def __init__(self, batch: int = 1) -> None:
+    def __init__(self) -> None:
         fm = feature_models()
         self.mel = load_interpreter(fm.mel_path.read_bytes(),
                                     input_shape=[1, EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
         self._mel_in = self.mel.get_input_details()[0]["index"]
         self._mel_out = self.mel.get_output_details()[0]["index"]
-        self.batch = batch
-        self.emb = load_interpreter(fm.embedding_path.read_bytes(),
-                                    input_shape=[batch, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1])
+        self._emb_bytes = fm.embedding_path.read_bytes()
+        self.emb = load_interpreter(self._emb_bytes, input_shape=[1, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1])
         self._emb_in = self.emb.get_input_details()[0]["index"]
         self._emb_out = self.emb.get_output_details()[0]["index"]
+        self._emb_shape = (1, MEL_FRAMES_PER_EMBEDDING)
 
     def mel_block(self, samples: np.ndarray) -> np.ndarray:
         """1760 int16 samples -> 8 scaled mel frames [8, 32] float32."""
@@ -123,23 +129,31 @@ class _Models:
         self.mel.invoke()
         return self.mel.get_tensor(self._mel_out).reshape(-1, MEL_BINS) / 10.0 + 2.0
 
-    def embed(self, windows: np.ndarray) -> np.ndarray:
-        """Mel windows [n, 76, 32] -> embeddings [n, 96] float32, `batch` windows per call."""
-        out = np.empty((len(windows), EMBEDDING_DIM), dtype=np.float32)
-        b = self.batch
-        for i in range(0, len(windows), b):
-            part = windows[i:i + b]
-            x = np.zeros((b, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1), dtype=np.float32)
-            x[:len(part), :, :, 0] = part
-            self.emb.set_tensor(self._emb_in, x)
-            self.emb.invoke()
-            out[i:i + len(part)] = self.emb.get_tensor(self._emb_out).reshape(b, EMBEDDING_DIM)[:len(part)]
-        return out
+    def embed_runs(self, mel: np.ndarray) -> np.ndarray:
+        """Mel runs [b, 76 + 8(k-1), 32] -> embeddings [b, k, 96] float32 in one call: the
+        embeddings of the windows ending every 8 frames from frame 76 of each run."""
+        b, frames = mel.shape[:2]
+        if (b, frames) != self._emb_shape:
+            self.emb.resize_tensor_input(self._emb_in, [b, frames, MEL_BINS, 1])
+            self.emb.allocate_tensors()
+            self._emb_shape = (b, frames)
+        self.emb.set_tensor(self._emb_in, np.ascontiguousarray(mel, dtype=np.float32)[..., None])
+        self.emb.invoke()
+        return self.emb.get_tensor(self._emb_out).reshape(b, -1, EMBEDDING_DIM)
+
+
+def run_frames(k: int) -> int:
+    """Mel frames holding k consecutive embedding windows."""
+    return MEL_FRAMES_PER_EMBEDDING + _MEL_FRAMES_PER_BLOCK * (k - 1)
 
 
 class EmbeddingFrontend:
     """Streaming speech embeddings: `process(int16 samples)` -> float32 [n_new, 96], one new
-    embedding per 1280 samples once 76 mel frames exist; chunk-size invariant."""
+    embedding per 1280 samples once 76 mel frames exist; chunk-size invariant.
+
+    `embeddings_per_call` k > 1 runs the embedding model once per k embeddings (on the last
+    76 + 8(k-1) mel frames), which costs far less CPU and holds each embedding back until
+    the k-th of its group is due: up to (k-1) x 80 ms. The values are the same for every k."""
 
     step_samples = EMBEDDING_STEP_SAMPLES
     first_frame_samples = FIRST_EMBEDDING_SAMPLES
@@ -147,7 +161,11 @@ class EmbeddingFrontend:
     dtype = np.dtype(np.float32)
     native = False
 
-    def __init__(self) -> None:
+    def __init__(self, embeddings_per_call: int = 1) -> None:
+        if not 1 <= embeddings_per_call <= MAX_EMBEDDINGS_PER_CALL:
+            raise ValueError(f"embeddings_per_call = {embeddings_per_call} is out of range "
+                             f"1..{MAX_EMBEDDINGS_PER_CALL}")
+        self.embeddings_per_call = embeddings_per_call
         self._models: Optional[_Models] = _Models()
         self.reset()
 
@@ -155,8 +173,9 @@ class EmbeddingFrontend:
         """Back to a fresh stream (silence before it, no mel frames)."""
         self._context = np.zeros(_MEL_CONTEXT, dtype=np.int16)
         self._pending = np.zeros(0, dtype=np.int16)
-        self._mel = np.zeros((MEL_FRAMES_PER_EMBEDDING, MEL_BINS), dtype=np.float32)
+        self._mel = np.zeros((run_frames(self.embeddings_per_call), MEL_BINS), dtype=np.float32)
         self._n_mel = 0
+        self._due = 0          # windows complete in the mel buffer, not yet embedded
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Consume int16 samples (any count); return the embeddings completed by them."""
@@ -165,17 +184,22 @@ class EmbeddingFrontend:
         x = as_int16_mono(samples)
         buf = np.concatenate([self._pending, x]) if len(self._pending) else x
         n_blocks = len(buf) // EMBEDDING_STEP_SAMPLES
+        k = self.embeddings_per_call
         out = []
         for j in range(n_blocks):
             block = buf[j * EMBEDDING_STEP_SAMPLES:(j + 1) * EMBEDDING_STEP_SAMPLES]
             frames = self._models.mel_block(np.concatenate([self._context, block]))
             self._context = block[-_MEL_CONTEXT:]
-            self._mel = np.concatenate([self._mel[len(frames):], frames])
+            self._mel[:-len(frames)] = self._mel[len(frames):]
+            self._mel[-len(frames):] = frames
             self._n_mel += len(frames)
             if self._n_mel >= MEL_FRAMES_PER_EMBEDDING:
-                out.append(self._models.embed(self._mel[None])[0])
+                self._due += 1
+                if self._due == k:
+                    out.append(self._models.embed_runs(self._mel[None])[0])
+                    self._due = 0
         self._pending = buf[n_blocks * EMBEDDING_STEP_SAMPLES:].copy()
-        return np.array(out, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
+        return np.concatenate(out) if out else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
 
     def close(self) -> None:
         """Drop the interpreters."""
@@ -192,12 +216,20 @@ def _clip_mel(models: _Models, x: np.ndarray) -> np.ndarray:
     return np.concatenate(frames) if frames else np.zeros((0, MEL_BINS), dtype=np.float32)
 
 
-def _windows(mel: np.ndarray) -> np.ndarray:
-    """The 76-frame mel windows ending at each block boundary: [n, 76, 32]."""
-    ends = np.arange(_MEL_FRAMES_PER_BLOCK, len(mel) + 1, _MEL_FRAMES_PER_BLOCK)
-    ends = ends[ends >= MEL_FRAMES_PER_EMBEDDING]
-    return np.stack([mel[e - MEL_FRAMES_PER_EMBEDDING:e] for e in ends]) if len(ends) else \
-        np.zeros((0, MEL_FRAMES_PER_EMBEDDING, MEL_BINS), dtype=np.float32)
+# The first window of a fresh stream starts at mel frame 4 (it ends with block 10, frame 80).
+_first_frame = -(-MEL_FRAMES_PER_EMBEDDING // _MEL_FRAMES_PER_BLOCK) * _MEL_FRAMES_PER_BLOCK - MEL_FRAMES_PER_EMBEDDING
+
+
+def _runs(mel: np.ndarray, clip: int) -> list[tuple[int, int, np.ndarray]]:
+    """A clip's mel frames cut into runs of at most `_RUN_WINDOWS` consecutive windows (the
+    76-frame windows ending at each block boundary from frame 80 on): (clip, first window, run)."""
+    n = max(0, (len(mel) - _first_frame - MEL_FRAMES_PER_EMBEDDING) // _MEL_FRAMES_PER_BLOCK + 1)
+    out = []
+    for w in range(0, n, _RUN_WINDOWS):
+        k = min(_RUN_WINDOWS, n - w)
+        start = _first_frame + w * _MEL_FRAMES_PER_BLOCK
+        out.append((clip, w, mel[start:start + run_frames(k)]))
+    return out
 
 
 _batch_lock = threading.Lock()
@@ -205,7 +237,7 @@ _batch_lock = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _batch_models() -> _Models:
-    return _Models(batch=_BATCH)
+    return _Models()
 
 
 def compute_embeddings(samples: np.ndarray) -> np.ndarray:
@@ -215,16 +247,26 @@ def compute_embeddings(samples: np.ndarray) -> np.ndarray:
 
 
 def compute_embeddings_batch(clips: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """`compute_embeddings` of many clips (any lengths), reusing one pair of interpreters and
-    running the embedding model on many windows per call."""
+    """`compute_embeddings` of many clips (any lengths), reusing one pair of interpreters:
+    runs of equal length from up to `_BATCH_CLIPS` clips share one embedding call."""
     xs = [as_int16_mono(c) for c in clips]
+    out = [np.zeros((max(0, len(x) // EMBEDDING_STEP_SAMPLES - 9), EMBEDDING_DIM), dtype=np.float32)
+           for x in xs]
     with _batch_lock:
         models = _batch_models()
-        windows = [_windows(_clip_mel(models, x)) for x in xs]
-        counts = [len(w) for w in windows]
-        flat = models.embed(np.concatenate(windows)) if sum(counts) else \
-            np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-    return list(np.split(flat, np.cumsum(counts)[:-1]))
+        runs = [r for i, x in enumerate(xs) for r in _runs(_clip_mel(models, x), i)]
+        runs.sort(key=lambda r: len(r[2]))
+        i = 0
+        while i < len(runs):
+            j = i
+            while j < len(runs) and j - i < _BATCH_CLIPS and len(runs[j][2]) == len(runs[i][2]):
+                j += 1
+            group = runs[i:j]
+            emb = models.embed_runs(np.stack([r[2] for r in group]))
+            for (clip, w, _), e in zip(group, emb):
+                out[clip][w:w + len(e)] = e
+            i = j
+    return out
 
 
 def embedding_window(head_input_shape: Sequence[int]) -> int:

@@ -52,9 +52,19 @@ def test_config_values_of_the_wrong_type_or_range(tmp_path: Path):
         ('detection = 3\n', ("[detection] must be a table",)),
         ('chunk_ms = 1000000000\n', ("chunk_ms = 1000000000 is out of range 1..10000",)),
         ('[mqtt]\nkeepalive_s = 0\n', ("[mqtt] keepalive_s = 0 is out of range 1..65535",)),
+        ('embeddings_per_call = 17\n', ("embeddings_per_call = 17 is out of range 1..16",)),
     ):
         cfg.write_text(f'model = "{MODEL}"\nsource = "silence"\n' + text)
         one_line(agent("run", "--config", str(cfg)), ExitCode.CONFIG, *words)
+
+
+def test_embeddings_per_call_option():
+    one_line(agent("run", "--model", MODEL, "--source", "silence", "--embeddings-per-call", "0"),
+             ExitCode.CONFIG, "embeddings_per_call = 0 is out of range 1..16")
+    from keywire.agent.config import build_config
+
+    assert build_config({"model": MODEL}, {}).embeddings_per_call == 4
+    assert build_config({"model": MODEL, "embeddings_per_call": 2}, {"embeddings_per_call": 1}).embeddings_per_call == 1
 
 
 def test_config_accepts_mltk_names_and_cli_spellings(tmp_path: Path):

@@ -3,6 +3,8 @@ depend on chunking, heads with input [1, N, 96] checked against the installed em
 the spotter running them through the same detector as every other model."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -62,10 +64,37 @@ def test_first_embedding_after_76_mel_frames_then_one_per_step(words):
     assert len(fe.process(words[E.FIRST_EMBEDDING_SAMPLES:E.FIRST_EMBEDDING_SAMPLES + 3 * 1280])) == 3
 
 
-def test_batch_equals_one_by_one(words):
-    clips = [words[:20000], words[5000:60000], words[:100], words]
-    for got, clip in zip(E.compute_embeddings_batch(clips), clips):
-        np.testing.assert_array_equal(got, E.compute_embeddings(clip))
+@pytest.mark.parametrize("k", [2, 4, 16])
+def test_several_embeddings_per_call_give_the_same_embeddings(words, k):
+    """One embedding-model call over 76 + 8(k-1) mel frames equals k single-window calls;
+    the stream holds embeddings back until the k-th of a group is due."""
+    whole = E.compute_embeddings(words)
+    fe = E.EmbeddingFrontend(embeddings_per_call=k)
+    rng = np.random.default_rng(k)
+    out, pos = [], 0
+    while pos < len(words):
+        n = int(rng.integers(1, 4000))
+        out.append(fe.process(words[pos:pos + n]))
+        pos += n
+    got = np.concatenate(out)
+    assert len(whole) - k < len(got) <= len(whole) and len(got) % k == 0
+    np.testing.assert_array_equal(got, whole[:len(got)])
+    fe.reset()
+    np.testing.assert_array_equal(fe.process(words[:E.FIRST_EMBEDDING_SAMPLES + (k - 1) * 1280]), whole[:k])
+
+
+@pytest.mark.parametrize("k", [0, 17])
+def test_embeddings_per_call_out_of_range(k):
+    with pytest.raises(ValueError, match="embeddings_per_call"):
+        E.EmbeddingFrontend(embeddings_per_call=k)
+
+
+def test_batch_equals_the_stream(words):
+    clips = [words[:20000], words[5000:60000], words[:100], words, words[7:7 + 12800], words[:12799]]
+    got = E.compute_embeddings_batch(clips)
+    for emb, clip in zip(got, clips):
+        assert emb.shape == (max(0, len(clip) // 1280 - 9), E.EMBEDDING_DIM)
+        np.testing.assert_array_equal(emb, E.EmbeddingFrontend().process(clip))
 
 
 def test_head_loads_with_its_window(embedding_head, embedding_head_int8):
@@ -103,8 +132,8 @@ def test_microfrontend_shaped_input_is_not_an_embedding_head(tiny_model, tmp_pat
         KeywordModel.load(p)
 
 
-def _run(models, x, sizes):
-    sp = KeywordSpotter(models[0])
+def _run(models, x, sizes, k=1, detection=None):
+    sp = KeywordSpotter(models[0], detection, embeddings_per_call=k)
     for m in models[1:]:
         sp.add_model(m)
     found, pos, i = [], 0, 0
@@ -140,3 +169,20 @@ def test_several_heads_share_one_stream_and_keep_their_own_results(words, embedd
     assert len(sp._streams) == 2          # one embedding stream for both heads, one microfrontend
     chunked, _ = _run([t, f, q], words, [333, 2000])
     assert chunked == together
+
+
+def test_embeddings_per_call_only_delays_the_heads(words, embedding_head, embedding_head_int8, tiny_model):
+    """With 4 embeddings per call every head scores the same windows at the same stream times:
+    same detections, times and scores as with 1, microfrontend heads on the same spotter too."""
+    x = np.concatenate([words, np.zeros(8000, np.int16)])    # the last group is due before the end
+    f, q, t = (KeywordModel.load(p) for p in (embedding_head, embedding_head_int8, tiny_model))
+    ref = _run([t, f, q], x, [4000])
+    assert {k for _, k, _, _ in ref[0]} >= {"yes", "no"}
+    for sizes in ([4000], [160], list(np.random.default_rng(2).integers(1, 6000, 30))):
+        got = _run([t, f, q], x, sizes, k=4)
+        assert got[0] == ref[0]
+        assert ref[1] - 3 * 2 <= got[1] <= ref[1]     # at most 3 steps of each embedding head unrun
+    # MLTK's reset on detection (suppression_ms 0) restarts the stream from held-back samples
+    det = replace(f.detection, suppression_ms=0)
+    alone = _run([f], x, [3000], detection=det)[0]
+    assert alone and _run([f], x, [3000], k=4, detection=det)[0] == alone
