@@ -265,7 +265,8 @@ class KeywordSpotter:
         if gain and gain != 1.0:
             x = np.clip(x.astype(np.float32) * gain, -32768, 32767).astype(np.int16)
         if len(x):
-            rms = float(np.sqrt(np.mean(x.astype(np.float32) ** 2)))
+            f = x.astype(np.float32)
+            rms = float(np.sqrt(np.dot(f, f) / len(f)))
             self.stats.audio_rms_dbfs = 20 * np.log10(max(rms, 1e-3) / 32768.0)
             self.stats.samples += len(x)
         return self._feed(x)

@@ -60,6 +60,6 @@ def to_model_input_mfcc(values: np.ndarray, scale: float, zero_point: int,
     if scale <= 0:
         raise ParamsError(f"model input scale must be positive for float features, got {scale}")
     v = np.asarray(values, dtype=np.float64) / float(scale)
-    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + int(zero_point)
+    q = np.trunc(v + np.copysign(0.5, v))          # round half away from zero
     info = np.iinfo(dtype)
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return np.clip(q + int(zero_point), info.min, info.max).astype(dtype)
