@@ -278,6 +278,8 @@ class Agent:
                 x = self.audio.read(chunk)
                 if x is None:
                     log.info("audio source ended")
+                    for d in self.spotter.flush():
+                        self._deliver(d)
                     break
                 before = stats.inferences
                 detections = self.spotter.feed(x) if len(x) else []

@@ -85,8 +85,16 @@ class _Stream:
 
     def run(self, x: np.ndarray) -> None:
         """Features of `x` (the samples after everything run so far), held until released."""
-        frames = self.frontend.process(x)
         self.fed += len(x)
+        self._add(self.frontend.process(x))
+
+    def flush(self) -> None:
+        """Frames the frontend holds back, computed now (the horizon reaches what was fed)."""
+        flush = getattr(self.frontend, "flush", None)
+        if flush is not None:
+            self._add(flush())
+
+    def _add(self, frames: np.ndarray) -> None:
         ends = self.origin + (self.frames_out + np.arange(len(frames))) * self.step + self.span
         self.frames_out += len(frames)
         self.pending = np.concatenate([self.pending, frames]) if len(self.pending) else frames
@@ -249,6 +257,13 @@ class KeywordSpotter:
         for h in self._heads:
             h.detector.reset()
             h.next_inference = self._stream_samples + h.period
+
+    def flush(self) -> list[Detection]:
+        """At the end of a finite stream: compute what the frontends hold back and run the
+        heads up to the last sample fed; returns the detections raised."""
+        for s in self._streams:
+            s.flush()
+        return self._feed(np.zeros(0, dtype=np.int16))
 
     def close(self) -> None:
         self.reset()

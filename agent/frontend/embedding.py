@@ -201,6 +201,15 @@ class EmbeddingFrontend:
         self._pending = buf[n_blocks * EMBEDDING_STEP_SAMPLES:].copy()
         return np.concatenate(out) if out else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
 
+    def flush(self) -> np.ndarray:
+        """The embeddings held back (fewer than k complete windows), computed now: at the end
+        of a finite stream. The stream goes on from there as before."""
+        if self._models is None or not self._due:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        out = self._models.embed_runs(self._mel[None, len(self._mel) - run_frames(self._due):])[0]
+        self._due = 0
+        return out
+
     def close(self) -> None:
         """Drop the interpreters."""
         self._models = None

@@ -182,6 +182,13 @@ def test_embeddings_per_call_only_delays_the_heads(words, embedding_head, embedd
         got = _run([t, f, q], x, sizes, k=4)
         assert got[0] == ref[0]
         assert ref[1] - 3 * 2 <= got[1] <= ref[1]     # at most 3 steps of each embedding head unrun
+    # at the end of a finite stream, flush() runs what is held back: then nothing is missing
+    for k in (1, 4, 16):
+        sp = KeywordSpotter(f, embeddings_per_call=k)
+        found = [(d.keyword, d.time_ms, d.score) for d in sp.feed(words)]
+        found += [(d.keyword, d.time_ms, d.score) for d in sp.flush()]
+        assert found == [(k_, t, sc) for name, k_, t, sc in _run([f], words, [len(words)])[0]]
+        assert sp.stats.inferences == _run([f], words, [len(words)])[1]
     # MLTK's reset on detection (suppression_ms 0) restarts the stream from held-back samples
     det = replace(f.detection, suppression_ms=0)
     alone = _run([f], x, [3000], detection=det)[0]

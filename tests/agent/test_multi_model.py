@@ -75,3 +75,21 @@ def test_a_bad_second_model_is_one_line(yes_no_wav, tiny_model, tmp_path):
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.splitlines() if "missing.tflite" in ln]
     assert len(lines) == 1 and "not found" in lines[0], r.stderr
+
+
+def test_embeddings_per_call_changes_no_detection_even_at_the_end_of_a_file(yes_no_wav, embedding_head, tmp_path):
+    """The agent holds embeddings back with --embeddings-per-call K and computes them when a
+    file ends: a file cut 0.3 s after a detection gives that detection with K = 16 too."""
+    from tests.fixtures.speech import read_wav
+
+    def found(wav, k):
+        r = run_agent("run", "--model", str(embedding_head), "--source", f"file:{wav}", "--no-realtime",
+                      "--embeddings-per-call", str(k))
+        assert r.returncode == 0, r.stderr
+        return [(d["keyword"], d["time_ms"], d["score"]) for d in detections(r.stdout)]
+
+    ref = found(yes_no_wav, 1)
+    assert len(ref) >= 3, ref
+    x, rate = read_wav(yes_no_wav)
+    cut = write_wav(tmp_path / "cut.wav", x[:rate * (ref[-1][1] + 300) // 1000])
+    assert found(cut, 1) == ref and found(cut, 16) == ref and found(yes_no_wav, 4) == ref
