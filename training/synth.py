@@ -47,14 +47,6 @@ class Variation:
     tempo: tuple[float, float] = (0.92, 1.08)
     peak_dbfs: tuple[float, float] = (-20.0, -1.0)
     jitter_s: float = 0.08
-    # Share of clips heard through a simulated room and microphone (sox `reverb` and a band
-    # limit): real recordings have both, TTS output has neither. 0 keeps every clip dry.
-    room_share: float = 0.0
-    reverberance: tuple[int, int] = (10, 70)        # sox reverb, %
-    room_scale: tuple[int, int] = (10, 100)         # sox reverb, %
-    pre_delay_ms: tuple[int, int] = (0, 25)
-    highpass_hz: tuple[int, int] = (60, 300)
-    lowpass_hz: tuple[int, int] = (3500, 7800)
 
 
 @dataclass(frozen=True)
@@ -172,9 +164,6 @@ def _draw(variation: Variation, voice: Voice, rng: random.Random) -> dict:
     else:
         p["stretch"] = round(rng.uniform(*v.stretch), 3)
         p["pitch_cents"] = round(rng.uniform(*v.pitch_cents))
-    if v.room_share > 0 and rng.random() < v.room_share:   # drawn last: dry datasets stay as they were
-        p["room"] = [rng.randint(*v.reverberance), rng.randint(20, 80), rng.randint(*v.room_scale),
-                     rng.randint(*v.pre_delay_ms), rng.randint(*v.highpass_hz), rng.randint(*v.lowpass_hz)]
     return p
 
 
@@ -202,10 +191,6 @@ def _sox(src: Path, dst: Path, rate: int, params: dict, tempo: float, trim: bool
         cmd += ["tempo", "-s", f"{tempo:.4f}"]
     if trim:
         cmd += ["silence", "1", "0.005", "-55d", "reverse", "silence", "1", "0.005", "-55d", "reverse"]
-    if params.get("room"):
-        reverberance, damping, scale, pre_delay, highpass, lowpass = params["room"]
-        cmd += ["highpass", str(highpass), "lowpass", str(min(lowpass, rate // 2 - 100)),
-                "reverb", str(reverberance), str(damping), str(scale), "100", str(pre_delay)]
     cmd += ["gain", "-n", str(params["peak_dbfs"])]
     r = run_tool(cmd)
     if r.returncode != 0:

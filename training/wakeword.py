@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 from keywire.protocol.errors import ConfigError, FileAccessError
 
 from .confusables import Confusable, phrase_confusables, speakable_or_raise
-from .synth import SynthConfig, Variation, normalize_word, render_clip, ClipJob, synthesize_dataset, synthesize_passages
+from .synth import SynthConfig, normalize_word, render_clip, ClipJob, synthesize_dataset, synthesize_passages
 from .synth_voices import TTSEngineError, Voice, VoiceCatalog
 from .synth_words import COMMON_WORDS, word_salad
 
@@ -50,7 +50,6 @@ class WakewordSpec:
     calibration_sentences: int = 200      # calibration keyword-free speech (another seed)
     epochs: int = 30
     copies: int = 2                       # augmented stream-like windows per training clip
-    room_share: float = 0.0               # share of word clips through a simulated room and mic
     embedding_frames: int = 16
     data: tuple[Path, ...] = ()           # real recordings, Speech Commands layout
     background: tuple[Path, ...] = ()     # real keyword-free speech (WAV files or folders)
@@ -73,8 +72,6 @@ class WakewordSpec:
         for name in ("confusables", "common_words", "max_voices", "copies"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
-        if not 0 <= self.room_share <= 1:
-            raise ConfigError(f"--rooms must be between 0 and 1, got {self.room_share}")
         for d in self.data:
             if not Path(d).is_dir():
                 raise ConfigError(f"--data {d} is not a folder")
@@ -215,8 +212,7 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
     rep = synthesize_dataset(SynthConfig(words=words, out=synth_dir, per_word=spec.per_word,
                                          per_negative=spec.per_negative, negatives=tuple(negatives),
                                          near_misses=0, common_negatives=spec.common_words, voices=specs,
-                                         seed=spec.seed, jobs=spec.jobs,
-                                         variation=Variation(room_share=spec.room_share)), tick, catalog=None)
+                                         seed=spec.seed, jobs=spec.jobs), tick, catalog=None)
     for w in words:
         if rep.counts.get(normalize_word(w), 0) == 0:
             raise TTSEngineError(f"the TTS voices cannot speak {w!r}: {rep.failures[0] if rep.failures else 'no clip'}")

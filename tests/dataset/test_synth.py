@@ -169,26 +169,3 @@ def test_passages_make_long_keyword_free_speech(tmp_path):
         assert np.sqrt(np.mean(seg ** 2)) > 300
     with pytest.raises(ConfigError, match="passage 0 contains the keyword 'on'"):
         synth.synthesize_passages(tmp_path / "x.wav", ["Turn it on please."], forbidden=speech12)
-
-
-def test_room_share_puts_clips_through_a_room_and_microphone(tmp_path):
-    """`Variation.room_share`: the drawn clips get sox reverb and a band limit on top of the
-    same dry rendering; the dry draws (and so every existing dataset) do not change."""
-    import random
-
-    from keywire.training.synth_voices import VoiceCatalog
-
-    voice = VoiceCatalog.probe().resolve(("en-us",))[0]
-    dry = synth._draw(synth.Variation(), voice, random.Random(7))
-    wet = synth._draw(synth.Variation(room_share=1.0), voice, random.Random(7))
-    assert "room" not in dry and {k: v for k, v in wet.items() if k != "room"} == dry
-    wet["room"][5] = 3500                                       # lowpass at 3.5 kHz
-    clips = [synth.render_clip(synth.ClipJob("marvin", "marvin", voice, tmp_path / "x.wav", p), 16000, 1.0, 0.08)
-             for p in (dry, wet)]
-
-    def high_share(x: np.ndarray) -> float:
-        spec = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
-        return spec[len(spec) * 5000 // 8000:].sum() / spec.sum()   # energy above 5 kHz
-
-    assert high_share(clips[1]) < high_share(clips[0]) / 10
-    assert not np.array_equal(clips[0], clips[1])

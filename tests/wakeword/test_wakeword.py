@@ -103,10 +103,3 @@ def test_unwritable_out_is_one_line(tmp_path: Path) -> None:
     assert r.returncode == ExitCode.FILE, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "not writable" in lines[0], r.stderr
-
-
-def test_rooms_out_of_range_is_one_line(tmp_path: Path) -> None:
-    r = keywire("wakeword", "marvin", "--out", str(tmp_path / "o"), "--rooms", "1.5", timeout=60)
-    assert r.returncode == ExitCode.CONFIG, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--rooms must be between 0 and 1" in lines[0], r.stderr
