@@ -109,7 +109,7 @@ class _Models:
     stride of 8 mel frames (80 ms), so one call on 76 + 8(k-1) consecutive mel frames gives
     the k embeddings of the k windows in them, bit-identical to k single calls at about a
     third of their cost for k = 4 (docs/BENCHMARKS.md). Its input is resized to [batch,
-    frames] on demand; a stream keeps one shape."""
+    frames] when a call needs another shape (a stream keeps one, but for a flush)."""
 
     def __init__(self) -> None:
         fm = feature_models()
@@ -117,8 +117,8 @@ class _Models:
                                     input_shape=[1, EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
         self._mel_in = self.mel.get_input_details()[0]["index"]
         self._mel_out = self.mel.get_output_details()[0]["index"]
-        self._emb_bytes = fm.embedding_path.read_bytes()
-        self.emb = load_interpreter(self._emb_bytes, input_shape=[1, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1])
+        self.emb = load_interpreter(fm.embedding_path.read_bytes(),
+                                    input_shape=[1, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1])
         self._emb_in = self.emb.get_input_details()[0]["index"]
         self._emb_out = self.emb.get_output_details()[0]["index"]
         self._emb_shape = (1, MEL_FRAMES_PER_EMBEDDING)
