@@ -135,14 +135,21 @@ class Material:
     cal_pos: dict[str, list[st.Stream]]  # "group" -> streams at the calibration SNR
 
 
+def split_background(data: Path, cache: Path, split: str) -> tuple[list[Path], tuple[float, float]]:
+    """The background of a split's streams: its files (real speech, noise recordings and TTS
+    passages of the split's own seeds) and the portion of each noise recording it may use
+    (test: the second half, validation: the first)."""
+    seeds, portion = ((11, 13, 15, 17), (0.5, 1.0)) if split == "test" else ((12, 14, 16, 18), (0.0, 0.5))
+    return background_files(data, split, [tts_passages(cache / "tts", s) for s in seeds]), portion
+
+
 def build_material(args: argparse.Namespace, groups: Sequence[str]) -> Material:
     data = Path(args.data)
     sc = data / "speech_commands_v0.02_test_dev"
-    cache = Path(args.out)
-    tts_eval = [tts_passages(cache / "tts", s) for s in (11, 13, 15, 17)]
-    tts_cal = [tts_passages(cache / "tts", s) for s in (12, 14, 16, 18)]
-    pool_eval = st.BackgroundPool(background_files(data, "test", tts_eval), portion=(0.5, 1.0))
-    pool_cal = st.BackgroundPool(background_files(data, "validation", tts_cal), portion=(0.0, 0.5))
+    files, portion = split_background(data, Path(args.out), "test")
+    pool_eval = st.BackgroundPool(files, portion=portion)
+    files, portion = split_background(data, Path(args.out), "validation")
+    pool_cal = st.BackgroundPool(files, portion=portion)
     cfg = st.StreamConfig(seed=args.seed, min_gap_s=args.gap[0], max_gap_s=args.gap[1], stream_s=600.0)
     cal_cfg = cfg.with_(seed=args.seed + 1000, snr_db=args.cal_snr)
     eval_clips, cal_clips = split_clips(sc, "test"), split_clips(sc, "validation")

@@ -43,8 +43,7 @@ CONDITIONS = (("floor", None, None), ("noise 30 dB", "noise", 30.0), ("speech 30
 
 
 def pools(data: Path, out: Path, split: str) -> dict[str, st.BackgroundPool]:
-    seeds, portion = ((11, 13, 15, 17), (0.5, 1.0)) if split == "test" else ((12, 14, 16, 18), (0.0, 0.5))
-    files = cm.background_files(data, split, [cm.tts_passages(out / "tts", s) for s in seeds])
+    files, portion = cm.split_background(data, out, split)
     noise = [f for f in files if f.parent.name == "background_noise"]
     speech = [f for f in files if f.parent.name != "background_noise"]
     return {"mix": st.BackgroundPool(files, portion=portion), "noise": st.BackgroundPool(noise, portion=portion),
