@@ -34,6 +34,8 @@ from .model import KeywordModel
 log = logging.getLogger("keywire.spotter")
 
 ScoresHook = Callable[[int, np.ndarray], None]
+_NO_SAMPLES = np.zeros(0, dtype=np.int16)
+_NO_SAMPLES.flags.writeable = False
 
 
 @dataclass
@@ -90,9 +92,7 @@ class _Stream:
 
     def flush(self) -> None:
         """Frames the frontend holds back, computed now (the horizon reaches what was fed)."""
-        flush = getattr(self.frontend, "flush", None)
-        if flush is not None:
-            self._add(flush())
+        self._add(self.frontend.flush())
 
     def _add(self, frames: np.ndarray) -> None:
         ends = self.origin + (self.frames_out + np.arange(len(frames))) * self.step + self.span
@@ -162,7 +162,7 @@ class KeywordSpotter:
         self._pending_model: Optional[tuple[KeywordModel, Optional[DetectionSettings]]] = None
         self._pending_detection: Optional[DetectionSettings] = None
         self._stream_samples = 0                        # every head has run up to here
-        self._tail = np.zeros(0, dtype=np.int16)        # samples fed after that (held back)
+        self._tail = _NO_SAMPLES                        # samples fed after that (held back)
         self._streams: list[_Stream] = []
         self._heads: list[_Head] = []
         self._new_streams: list[_Stream] = []
@@ -250,7 +250,7 @@ class KeywordSpotter:
         """Forget all streaming state (frontends, feature windows, detector histories and
         held-back samples)."""
         self._stream_samples += len(self._tail)
-        self._tail = self._tail[:0]
+        self._tail = _NO_SAMPLES
         for s in self._streams:
             s.frontend.reset()
             s.restart(self._stream_samples)
@@ -263,7 +263,7 @@ class KeywordSpotter:
         heads up to the last sample fed; returns the detections raised."""
         for s in self._streams:
             s.flush()
-        return self._feed(np.zeros(0, dtype=np.int16))
+        return self._feed(_NO_SAMPLES)
 
     def close(self) -> None:
         self.reset()
@@ -293,7 +293,7 @@ class KeywordSpotter:
         back moves it behind the audio fed). A stream (re)started at a boundary runs the
         samples from there on, kept in the tail."""
         start = self._stream_samples
-        self._tail = np.concatenate([self._tail, x])
+        self._tail = np.concatenate([self._tail, x]) if len(self._tail) else x
         for s in self._streams:
             s.run(x)
         detections: list[Detection] = []
@@ -318,7 +318,10 @@ class KeywordSpotter:
         done = min(s.horizon for s in self._streams)
         for s in self._streams:
             s.release(done)
-        self._tail = self._tail[done - start:]
+        # What is held back, as an own copy (x is the caller's buffer); no allocation for
+        # streams that hold nothing back.
+        rest = self._tail[done - start:]
+        self._tail = rest.copy() if len(rest) else _NO_SAMPLES
         self._stream_samples = done
         return detections
 

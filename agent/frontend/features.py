@@ -88,6 +88,11 @@ class Frontend:
                                    for i in range(0, len(x), _MAX_CHUNK)])
         return self._engine.process(x)
 
+    def flush(self) -> np.ndarray:
+        """Frames held back: none (every frame is returned as soon as its samples are in);
+        present for the engine contract."""
+        return np.zeros((0, self.n_channels), dtype=self.dtype)
+
     def close(self) -> None:
         """Nothing to release; present for the engine contract."""
 
