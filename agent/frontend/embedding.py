@@ -40,6 +40,7 @@ _MEL_STEP = 160
 _MEL_WINDOW = 512
 _MEL_CONTEXT = 480                      # samples before a block its 8 mel frames also need
 _MEL_FRAMES_PER_BLOCK = (EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT - _MEL_WINDOW) // _MEL_STEP + 1   # 8
+_MEL_WINDOW_SAMPLES = _MEL_CONTEXT + EMBEDDING_STEP_SAMPLES         # samples of one mel call (1760)
 # Samples from a fresh start to the end of the first embedding's last block (10 blocks, 0.8 s).
 FIRST_EMBEDDING_SAMPLES = -(-MEL_FRAMES_PER_EMBEDDING // _MEL_FRAMES_PER_BLOCK) * EMBEDDING_STEP_SAMPLES
 
@@ -117,6 +118,7 @@ class _Models:
                                     input_shape=[1, EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
         self._mel_in = self.mel.get_input_details()[0]["index"]
         self._mel_out = self.mel.get_output_details()[0]["index"]
+        self._mel_input = np.zeros((1, _MEL_WINDOW_SAMPLES), dtype=np.float32)
         self.emb = load_interpreter(fm.embedding_path.read_bytes(),
                                     input_shape=[1, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1])
         self._emb_in = self.emb.get_input_details()[0]["index"]
@@ -125,9 +127,13 @@ class _Models:
 
     def mel_block(self, samples: np.ndarray) -> np.ndarray:
         """1760 int16 samples -> 8 scaled mel frames [8, 32] float32."""
-        self.mel.set_tensor(self._mel_in, samples.astype(np.float32)[None, :])
+        self._mel_input[0] = samples
+        self.mel.set_tensor(self._mel_in, self._mel_input)
         self.mel.invoke()
-        return self.mel.get_tensor(self._mel_out).reshape(-1, MEL_BINS) / 10.0 + 2.0
+        frames = self.mel.get_tensor(self._mel_out).reshape(-1, MEL_BINS)   # a copy: scaled in place
+        frames /= 10.0
+        frames += 2.0
+        return frames
 
     def embed_runs(self, mel: np.ndarray) -> np.ndarray:
         """Mel runs [b, 76 + 8(k-1), 32] -> embeddings [b, k, 96] float32 in one call: the
@@ -171,8 +177,7 @@ class EmbeddingFrontend:
 
     def reset(self) -> None:
         """Back to a fresh stream (silence before it, no mel frames)."""
-        self._context = np.zeros(_MEL_CONTEXT, dtype=np.int16)
-        self._pending = np.zeros(0, dtype=np.int16)
+        self._pending = np.zeros(_MEL_CONTEXT, dtype=np.int16)   # context of the next block, then any rest
         self._mel = np.zeros((run_frames(self.embeddings_per_call), MEL_BINS), dtype=np.float32)
         self._n_mel = 0
         self._due = 0          # windows complete in the mel buffer, not yet embedded
@@ -182,14 +187,13 @@ class EmbeddingFrontend:
         if self._models is None:
             raise RuntimeError("EmbeddingFrontend used after close()")
         x = as_int16_mono(samples)
-        buf = np.concatenate([self._pending, x]) if len(self._pending) else x
-        n_blocks = len(buf) // EMBEDDING_STEP_SAMPLES
+        buf = np.concatenate([self._pending, x])
+        n_blocks = (len(buf) - _MEL_CONTEXT) // EMBEDDING_STEP_SAMPLES
         k = self.embeddings_per_call
         out = []
         for j in range(n_blocks):
-            block = buf[j * EMBEDDING_STEP_SAMPLES:(j + 1) * EMBEDDING_STEP_SAMPLES]
-            frames = self._models.mel_block(np.concatenate([self._context, block]))
-            self._context = block[-_MEL_CONTEXT:]
+            start = j * EMBEDDING_STEP_SAMPLES
+            frames = self._models.mel_block(buf[start:start + _MEL_WINDOW_SAMPLES])
             self._mel[:-len(frames)] = self._mel[len(frames):]
             self._mel[-len(frames):] = frames
             self._n_mel += len(frames)
@@ -229,10 +233,15 @@ def _clip_mel(models: _Models, x: np.ndarray) -> np.ndarray:
 _first_frame = -(-MEL_FRAMES_PER_EMBEDDING // _MEL_FRAMES_PER_BLOCK) * _MEL_FRAMES_PER_BLOCK - MEL_FRAMES_PER_EMBEDDING
 
 
-def _runs(mel: np.ndarray, clip: int) -> list[tuple[int, int, np.ndarray]]:
-    """A clip's mel frames cut into runs of at most `_RUN_WINDOWS` consecutive windows (the
-    76-frame windows ending at each block boundary from frame 80 on): (clip, first window, run)."""
-    n = max(0, (len(mel) - _first_frame - MEL_FRAMES_PER_EMBEDDING) // _MEL_FRAMES_PER_BLOCK + 1)
+def _embedding_count(n_samples: int) -> int:
+    """Embeddings of a clip of `n_samples` from a fresh stream: one per block from block 10 on."""
+    return max(0, n_samples // EMBEDDING_STEP_SAMPLES - FIRST_EMBEDDING_SAMPLES // EMBEDDING_STEP_SAMPLES + 1)
+
+
+def _runs(mel: np.ndarray, n: int, clip: int) -> list[tuple[int, int, np.ndarray]]:
+    """A clip's mel frames, holding `n` windows (the 76-frame windows ending at each block
+    boundary from frame 80 on), cut into runs of at most `_RUN_WINDOWS` consecutive windows:
+    (clip, first window, run)."""
     out = []
     for w in range(0, n, _RUN_WINDOWS):
         k = min(_RUN_WINDOWS, n - w)
@@ -259,11 +268,10 @@ def compute_embeddings_batch(clips: Sequence[np.ndarray]) -> list[np.ndarray]:
     """`compute_embeddings` of many clips (any lengths), reusing one pair of interpreters:
     runs of equal length from up to `_BATCH_CLIPS` clips share one embedding call."""
     xs = [as_int16_mono(c) for c in clips]
-    out = [np.zeros((max(0, len(x) // EMBEDDING_STEP_SAMPLES - 9), EMBEDDING_DIM), dtype=np.float32)
-           for x in xs]
+    out = [np.zeros((_embedding_count(len(x)), EMBEDDING_DIM), dtype=np.float32) for x in xs]
     with _batch_lock:
         models = _batch_models()
-        runs = [r for i, x in enumerate(xs) for r in _runs(_clip_mel(models, x), i)]
+        runs = [r for i, x in enumerate(xs) for r in _runs(_clip_mel(models, x), len(out[i]), i)]
         runs.sort(key=lambda r: len(r[2]))
         i = 0
         while i < len(runs):
