@@ -12,7 +12,7 @@ import logging
 from functools import cached_property
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from keywire.protocol.errors import ModelError, ParamsError, file_error
 from keywire.protocol.frontend_settings import FrontendSettings
 from keywire.protocol.sl_params import read_params
 
-from .frontend import to_model_input, to_model_input_mfcc
+from .frontend import FloatQuantizer, to_model_input
 from .frontend.embedding import EMBEDDING_FRONTEND, embedding_window, feature_models
 from .interpreter import load_interpreter
 
@@ -51,6 +51,7 @@ class KeywordModel:
     _interp: Any = field(default=None, repr=False)
     _in_idx: int = field(default=0, repr=False)
     _out_idx: int = field(default=0, repr=False)
+    _quantizer: Optional[FloatQuantizer] = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -176,8 +177,10 @@ class KeywordModel:
             x = np.asarray(features, dtype=np.float32)
             if self.input.dtype == np.float32:
                 return x.reshape(self.input.shape)
-            return to_model_input_mfcc(x, self.input.scale, self.input.zero_point,
-                                       self.input.dtype).reshape(self.input.shape)
+            if self._quantizer is None:
+                self._quantizer = FloatQuantizer(self.input.shape, self.input.scale,
+                                                 self.input.zero_point, self.input.dtype)
+            return self._quantizer(x)
         if fe.frontend_type == "mfcc":
             x = np.asarray(features, dtype=np.float32)
             if self.input.dtype == np.float32:
@@ -213,7 +216,7 @@ class KeywordModel:
 def scores_to_uint8(raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """int8 q -> q + 128; uint8 as is; float p -> uint8(p * 255) (MLTK classify_audio)."""
     if dtype == np.int8:
-        return (raw.astype(np.int16) + 128).astype(np.uint8)
+        return np.bitwise_xor(np.asarray(raw, dtype=np.int8).view(np.uint8), 0x80)   # q + 128, wrapped
     if dtype == np.uint8:
         return raw.astype(np.uint8)
     return np.clip(raw.astype(np.float32) * 255.0, 0, 255).astype(np.uint8)

@@ -2,7 +2,7 @@
 
 Families (`fe.frontend_type`): the MLTK microfrontend (`microfrontend.py`, numpy reference,
 and its C twin chosen in `native.py`), MFCC (`mfcc.py`) and the speech embedding
-(`embedding.py`). Stages: `framing` (framing, DC notch, Q12 window), `fft`, `filterbank`,
+(`embedding.py`, its model run as segments in `embedding_segments.py`). Stages: `framing` (framing, DC notch, Q12 window), `fft`, `filterbank`,
 `noise` (noise reduction + PCAN), `log`, `quantize` (int8 model input). `features.py` picks
 the family for a model's settings.
 """
@@ -10,7 +10,7 @@ from .embedding import (EMBEDDING_DIM, EMBEDDING_FRONTEND, EMBEDDING_STEP_SAMPLE
                         FeatureModels, compute_embeddings, compute_embeddings_batch, feature_models)
 from .features import Frontend, compute_features, compute_features_batch, validate_settings
 from .native import native_available
-from .quantize import dynamic_scale_range, to_model_input, to_model_input_mfcc
+from .quantize import FloatQuantizer, dynamic_scale_range, to_model_input, to_model_input_mfcc
 
 __all__ = [
     "Frontend",
@@ -18,6 +18,7 @@ __all__ = [
     "compute_features_batch",
     "to_model_input",
     "to_model_input_mfcc",
+    "FloatQuantizer",
     "dynamic_scale_range",
     "validate_settings",
     "native_available",

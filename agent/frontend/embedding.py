@@ -29,6 +29,7 @@ import numpy as np
 from keywire.protocol.errors import ModelError
 
 from ..interpreter import load_interpreter
+from .embedding_segments import EmbeddingSegments, build_segments
 from .framing import as_int16_mono
 
 EMBEDDING_FRONTEND = "speech_embedding"
@@ -112,18 +113,22 @@ class _Models:
     third of their cost for k = 4 (docs/BENCHMARKS.md). Its input is resized to [batch,
     frames] when a call needs another shape (a stream keeps one, but for a flush)."""
 
-    def __init__(self) -> None:
+    def __init__(self, segmented: bool = False) -> None:
+        """`segmented`: a stream's models, with the embedding model cut into segments that
+        keep their context (`embedding_segments`) where the runtime allows it."""
         fm = feature_models()
         self.mel = load_interpreter(fm.mel_path.read_bytes(),
                                     input_shape=[1, EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
         self._mel_in = self.mel.get_input_details()[0]["index"]
         self._mel_out = self.mel.get_output_details()[0]["index"]
         self._mel_input = np.zeros((1, _MEL_WINDOW_SAMPLES), dtype=np.float32)
-        self.emb = load_interpreter(fm.embedding_path.read_bytes(),
-                                    input_shape=[1, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1])
-        self._emb_in = self.emb.get_input_details()[0]["index"]
-        self._emb_out = self.emb.get_output_details()[0]["index"]
-        self._emb_shape = (1, MEL_FRAMES_PER_EMBEDDING)
+        emb_bytes = fm.embedding_path.read_bytes()
+        self.segments: Optional[EmbeddingSegments] = build_segments(emb_bytes) if segmented else None
+        if self.segments is None:
+            self.emb = load_interpreter(emb_bytes, input_shape=[1, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1])
+            self._emb_in = self.emb.get_input_details()[0]["index"]
+            self._emb_out = self.emb.get_output_details()[0]["index"]
+            self._emb_shape = (1, MEL_FRAMES_PER_EMBEDDING)
 
     def mel_block(self, samples: np.ndarray) -> np.ndarray:
         """1760 int16 samples -> 8 scaled mel frames [8, 32] float32."""
@@ -134,6 +139,15 @@ class _Models:
         frames /= 10.0
         frames += 2.0
         return frames
+
+    def embed_stream(self, mel: np.ndarray, k: int) -> np.ndarray:
+        """The k newest embeddings of a stream whose last mel frames are `mel` (at least
+        76 + 8(k-1)): through the segments where there are any (only the frames they have
+        not seen), else one call on the whole run."""
+        if self.segments is None:
+            return self.embed_runs(mel[None, len(mel) - run_frames(k):])[0]
+        new = _MEL_FRAMES_PER_BLOCK * k if self.segments.primed else run_frames(k)
+        return self.segments.run(mel[len(mel) - new:])
 
     def embed_runs(self, mel: np.ndarray) -> np.ndarray:
         """Mel runs [b, 76 + 8(k-1), 32] -> embeddings [b, k, 96] float32 in one call: the
@@ -167,13 +181,20 @@ class EmbeddingFrontend:
     dtype = np.dtype(np.float32)
     native = False
 
-    def __init__(self, embeddings_per_call: int = 1) -> None:
+    def __init__(self, embeddings_per_call: int = 1, segmented: bool = True) -> None:
+        """`segmented=False` calls the whole embedding model on each run of windows even
+        where it could be cut into segments (the same values at more CPU; for comparisons)."""
         if not 1 <= embeddings_per_call <= MAX_EMBEDDINGS_PER_CALL:
             raise ValueError(f"embeddings_per_call = {embeddings_per_call} is out of range "
                              f"1..{MAX_EMBEDDINGS_PER_CALL}")
         self.embeddings_per_call = embeddings_per_call
-        self._models: Optional[_Models] = _Models()
+        self._models: Optional[_Models] = _Models(segmented=segmented)
         self.reset()
+
+    @property
+    def segmented(self) -> bool:
+        """Whether the embedding model runs as segments with context (`embedding_segments`)."""
+        return self._models is not None and self._models.segments is not None
 
     def reset(self) -> None:
         """Back to a fresh stream (silence before it, no mel frames)."""
@@ -181,6 +202,8 @@ class EmbeddingFrontend:
         self._mel = np.zeros((run_frames(self.embeddings_per_call), MEL_BINS), dtype=np.float32)
         self._n_mel = 0
         self._due = 0          # windows complete in the mel buffer, not yet embedded
+        if self._models is not None and self._models.segments is not None:
+            self._models.segments.reset()
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Consume int16 samples (any count); return the embeddings completed by them."""
@@ -200,7 +223,7 @@ class EmbeddingFrontend:
             if self._n_mel >= MEL_FRAMES_PER_EMBEDDING:
                 self._due += 1
                 if self._due == k:
-                    out.append(self._models.embed_runs(self._mel[None])[0])
+                    out.append(self._models.embed_stream(self._mel, k))
                     self._due = 0
         self._pending = buf[n_blocks * EMBEDDING_STEP_SAMPLES:].copy()
         return np.concatenate(out) if out else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
@@ -210,7 +233,7 @@ class EmbeddingFrontend:
         of a finite stream. The stream goes on from there as before."""
         if self._models is None or not self._due:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        out = self._models.embed_runs(self._mel[None, len(self._mel) - run_frames(self._due):])[0]
+        out = self._models.embed_stream(self._mel, self._due)
         self._due = 0
         return out
 

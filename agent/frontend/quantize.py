@@ -63,3 +63,32 @@ def to_model_input_mfcc(values: np.ndarray, scale: float, zero_point: int,
     q = np.trunc(v + np.copysign(0.5, v))          # round half away from zero
     info = np.iinfo(dtype)
     return np.clip(q + int(zero_point), info.min, info.max).astype(dtype)
+
+
+class FloatQuantizer:
+    """`to_model_input_mfcc` for one input shape, computed into buffers kept between calls
+    (the same values without the temporary arrays): a head's input at every inference step.
+    The returned array is overwritten by the next call."""
+
+    def __init__(self, shape: tuple[int, ...], scale: float, zero_point: int,
+                 dtype: Union[type, np.dtype] = np.int8) -> None:
+        if scale <= 0:
+            raise ParamsError(f"model input scale must be positive for float features, got {scale}")
+        info = np.iinfo(dtype)
+        self._scale, self._zero_point = float(scale), float(int(zero_point))
+        self._lo, self._hi = float(info.min), float(info.max)
+        self._v = np.zeros(shape, dtype=np.float64)
+        self._half = np.zeros(shape, dtype=np.float64)
+        self._q = np.zeros(shape, dtype=dtype)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        v, half = self._v, self._half
+        np.copyto(v, np.reshape(values, v.shape))          # float32 -> float64, exact
+        np.divide(v, self._scale, out=v)
+        np.copysign(0.5, v, out=half)
+        np.add(v, half, out=v)
+        np.trunc(v, out=v)                                  # round half away from zero
+        np.add(v, self._zero_point, out=v)
+        np.clip(v, self._lo, self._hi, out=v)
+        np.copyto(self._q, v, casting="unsafe")
+        return self._q

@@ -83,6 +83,28 @@ def test_several_embeddings_per_call_give_the_same_embeddings(words, k):
     np.testing.assert_array_equal(fe.process(words[:E.FIRST_EMBEDDING_SAMPLES + (k - 1) * 1280]), whole[:k])
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_segments_give_the_whole_model_s_embeddings_through_flush_and_reset(words, k):
+    """The stream runs the embedding model as segments that keep their context; a flush
+    before the segments are primed, one after, and a reset in the middle all give what the
+    whole model gives on whole windows."""
+    whole = E.compute_embeddings(words)
+    fe = E.EmbeddingFrontend(embeddings_per_call=k)
+    assert fe.segmented and not E.EmbeddingFrontend(k, segmented=False).segmented
+    first = E.FIRST_EMBEDDING_SAMPLES
+    got = [fe.process(words[:first])]
+    assert len(got[0]) == (1 if k == 1 else 0)
+    got += [fe.process(np.zeros(0, np.int16)), fe.flush()]          # not primed for k > 1
+    got.append(fe.process(words[first:first + 7 * 1280 + 5]))
+    got.append(fe.flush())                                           # primed: only new frames
+    got.append(fe.process(words[first + 7 * 1280 + 5:]))
+    got.append(fe.flush())
+    np.testing.assert_array_equal(np.concatenate(got), whole)
+    fe.reset()
+    np.testing.assert_array_equal(np.concatenate([fe.process(words), fe.flush()]), whole)
+    fe.close()
+
+
 @pytest.mark.parametrize("k", [0, 17])
 def test_embeddings_per_call_out_of_range(k):
     with pytest.raises(ValueError, match="embeddings_per_call"):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from keywire.protocol.errors import KeywireError, ParamsError
-from keywire.agent.frontend import (Frontend, compute_features, dynamic_scale_range, to_model_input,
-                                    to_model_input_mfcc, validate_settings)
+from keywire.agent.frontend import (FloatQuantizer, Frontend, compute_features, dynamic_scale_range,
+                                    to_model_input, to_model_input_mfcc, validate_settings)
 from keywire.protocol.frontend_settings import FrontendSettings
 
 from .conftest import MFCC, MICRO_SPEECH, ON_OFF_V3
@@ -84,6 +84,20 @@ def test_mfcc_output_and_quantisation(speech_stream):
     assert q.dtype == np.int8 and q.tolist() == [1, 2, 4, 4, 127]   # half away from zero: 0.5 -> 1
     with pytest.raises(ParamsError):
         to_model_input_mfcc(np.zeros(3), scale=0.0, zero_point=0)
+
+
+def test_float_quantizer_gives_the_same_values_into_its_own_buffer():
+    rng = np.random.default_rng(5)
+    quantize = FloatQuantizer((1, 8, 6), scale=0.65, zero_point=-18)
+    for spread in (0.1, 1.0, 10.0, 1000.0):
+        x = (rng.standard_normal((8, 6)) * spread).astype(np.float32)
+        x[0] = (np.arange(6) - 3) * np.float32(0.325)           # exact halves of a step
+        q = quantize(x)
+        assert q.shape == (1, 8, 6) and q.dtype == np.int8
+        assert q.tolist() == to_model_input_mfcc(x, 0.65, -18).reshape(1, 8, 6).tolist()
+    assert quantize(np.zeros((8, 6), np.float32)) is q                  # one buffer, reused
+    with pytest.raises(ParamsError):
+        FloatQuantizer((2,), scale=0.0, zero_point=0)
 
 
 @pytest.mark.parametrize("changes,needle", [
