@@ -13,6 +13,7 @@ two of its inference steps while audio keeps flowing.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -95,6 +96,8 @@ class _Stream:
         self._add(self.frontend.flush())
 
     def _add(self, frames: np.ndarray) -> None:
+        if not len(frames):
+            return
         ends = self.origin + (self.frames_out + np.arange(len(frames))) * self.step + self.span
         self.frames_out += len(frames)
         self.pending = np.concatenate([self.pending, frames]) if len(self.pending) else frames
@@ -109,6 +112,8 @@ class _Stream:
 
     def release(self, upto: int) -> None:
         """Frames that end at or before stream sample `upto` enter the history."""
+        if not len(self.pending_ends):
+            return
         n = int(np.searchsorted(self.pending_ends, upto, side="right"))
         frames, self.pending, self.pending_ends = self.pending[:n], self.pending[n:], self.pending_ends[n:]
         if n == 0:
@@ -281,8 +286,8 @@ class KeywordSpotter:
             x = np.clip(x.astype(np.float32) * gain, -32768, 32767).astype(np.int16)
         if len(x):
             f = x.astype(np.float32)
-            rms = float(np.sqrt(np.dot(f, f) / len(f)))
-            self.stats.audio_rms_dbfs = 20 * np.log10(max(rms, 1e-3) / 32768.0)
+            rms = math.sqrt(float(np.dot(f, f)) / len(f))
+            self.stats.audio_rms_dbfs = 20 * math.log10(max(rms, 1e-3) / 32768.0)
             self.stats.samples += len(x)
         return self._feed(x)
 

@@ -9,8 +9,9 @@ benchmarks/throughput_vs_microwakeword.py: Speech Commands keywords over backgro
 with `time.process_time()` after a warm-up pass over the first 10 s; RSS is the child's peak
 (VmHWM) after the run. Rows: pymicro-wakeword (okay_nabu), the embedding stream alone
 (`EmbeddingFrontend`), keywire's `KeywordSpotter` with one head and with three heads, each
-with 1 and with K (`--embeddings-per-call`, the agent's default 4) embeddings per call of the
-embedding model. Without
+with 1 and with K (`--embeddings-per-call`) embeddings per call of the embedding model; last,
+the stream alone calling the whole embedding model on each run of windows instead of its
+segments (`segmented=False`, how it ran before 2026-12-04 night). Without
 `--head`, the tiny test heads (tests/fixtures/embedding_head.py, cached under .cache/tests)
 are used: the cost of a head depends on its size, the shared stream's does not.
 """
@@ -48,11 +49,13 @@ def child(kind: str, audio_path: str, chunk: int, heads: list[str], k: int) -> d
         from throughput_vs_microwakeword import run_pymicro
         row = run_pymicro(audio, chunk, "okay_nabu")
         return {"config": row["detector"], "cpu_s": row["cpu_s"], "rss_mb": _peak_rss_mb()}
-    if kind == "stream":
+    if kind in ("stream", "whole"):
         from keywire.agent.frontend.embedding import EmbeddingFrontend
-        fe = EmbeddingFrontend(k)
+        fe = EmbeddingFrontend(k, segmented=kind == "stream")
         step = lambda x: len(fe.process(x))   # noqa: E731
-        reset, name = fe.reset, f"embedding stream alone, {k} per call"
+        reset = fe.reset
+        name = (f"embedding stream alone, {k} per call" if fe.segmented else
+                f"embedding stream alone, whole windows, {k} per call")
     else:
         from keywire.agent.model import KeywordModel
         from keywire.agent.spotter import KeywordSpotter
@@ -105,6 +108,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     k = args.embeddings_per_call
     plan = [("pymicro", [], 1)] + [(kind, hs, kk) for kk in dict.fromkeys((1, k))
                                    for kind, hs in (("stream", []), ("spotter", three[:1]), ("spotter", three))]
+    plan += [("whole", [], kk) for kk in dict.fromkeys((1, k))]
     for kind, hs, kk in plan:
         r = subprocess.run([sys.executable, __file__, "--child", kind, str(tmp), str(chunk), json.dumps(hs), str(kk)],
                            capture_output=True, text=True, check=True)
@@ -118,7 +122,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         r["cpu_s_per_audio_hour"] = r["cpu_s"] / hours
         r["ratio"] = r["cpu_s"] / ref if ref else float("nan")
         print(f"| {r['config']} | {r['cpu_s_per_audio_hour']:.1f} | {r['ratio']:.2f} | {r['rss_mb']:.0f} |")
-    for i in range(1, len(rows), 3):
+    for i in range(1, len(rows) - len(dict.fromkeys((1, k))), 3):
         stream, one, three_h = (r["cpu_s"] for r in rows[i:i + 3])
         print(f"{rows[i]['config']}: each extra head {(three_h - one) / 2 / hours:.1f} CPU-s per audio-hour, "
               f"{100 * (three_h - one) / 2 / stream:.1f}% of the shared stream's")

@@ -12,6 +12,10 @@ samples (80 ms) the mel model runs once on those samples plus the 480 before the
 the stream starts after 480 samples of silence), and once 76 mel frames exist each block
 adds one embedding. The calls, and so the embeddings, are the same however the audio is
 chunked. A model ("head") reads the last N embeddings, input [1, N, 96].
+
+A stream runs the embedding model as segments that keep their context
+(`embedding_segments.py`): only the mel frames it has not seen are computed. Training's
+batches call the whole model on runs of windows. Both give the same values.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ import numpy as np
 from keywire.protocol.errors import ModelError
 
 from ..interpreter import load_interpreter
-from .embedding_segments import EmbeddingSegments, build_segments
+from .embedding_segments import EmbeddingSegments, MelCut, build_mel_cut, build_segments
 from .framing import as_int16_mono
 
 EMBEDDING_FRONTEND = "speech_embedding"
@@ -44,6 +48,7 @@ _MEL_FRAMES_PER_BLOCK = (EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT - _MEL_WINDOW) //
 _MEL_WINDOW_SAMPLES = _MEL_CONTEXT + EMBEDDING_STEP_SAMPLES         # samples of one mel call (1760)
 # Samples from a fresh start to the end of the first embedding's last block (10 blocks, 0.8 s).
 FIRST_EMBEDDING_SAMPLES = -(-MEL_FRAMES_PER_EMBEDDING // _MEL_FRAMES_PER_BLOCK) * EMBEDDING_STEP_SAMPLES
+_BLOCKS_BEFORE_FIRST = FIRST_EMBEDDING_SAMPLES // EMBEDDING_STEP_SAMPLES - 1   # 9: block b >= 10 ends window b - 9
 
 _PACKAGE = "openwakeword"
 _VERSION = "0.5.1"
@@ -55,6 +60,7 @@ _INSTALL_HINT = f"install it with: pip install --no-deps {_PACKAGE}=={_VERSION}"
 _BATCH_CLIPS = 16                       # clips per batched interpreter call (training)
 MAX_EMBEDDINGS_PER_CALL = 16
 _RUN_WINDOWS = 32                       # windows per run in batched calls (training)
+_MEL_CALL_BLOCKS = 64                   # blocks per mel call in batched calls (training)
 
 
 @dataclass(frozen=True)
@@ -107,22 +113,24 @@ def feature_models() -> FeatureModels:
 
 
 class _Models:
-    """The two interpreters. The embedding model is fully convolutional in time with a total
-    stride of 8 mel frames (80 ms), so one call on 76 + 8(k-1) consecutive mel frames gives
-    the k embeddings of the k windows in them, bit-identical to k single calls at about a
-    third of their cost for k = 4 (docs/BENCHMARKS.md). Its input is resized to [batch,
-    frames] when a call needs another shape (a stream keeps one, but for a flush)."""
+    """The mel model and the embedding model, whole or cut (`embedding_segments`). The
+    embedding model is fully convolutional in time with a total stride of 8 mel frames
+    (80 ms), so one call on 76 + 8(k-1) consecutive mel frames gives the k embeddings of the
+    k windows in them, bit-identical to k single calls (docs/BENCHMARKS.md). Inputs are
+    resized when a call needs another shape."""
 
     def __init__(self, segmented: bool = False) -> None:
         """`segmented`: a stream's models, with the embedding model cut into segments that
-        keep their context (`embedding_segments`) where the runtime allows it."""
+        keep their context, where the runtime allows it. The mel model is cut before its
+        clamp wherever the runtime allows it."""
         fm = feature_models()
-        self.mel = load_interpreter(fm.mel_path.read_bytes(),
-                                    input_shape=[1, EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
-        self._mel_in = self.mel.get_input_details()[0]["index"]
-        self._mel_out = self.mel.get_output_details()[0]["index"]
-        self._mel_input = np.zeros((1, _MEL_WINDOW_SAMPLES), dtype=np.float32)
-        emb_bytes = fm.embedding_path.read_bytes()
+        mel_bytes, emb_bytes = fm.mel_path.read_bytes(), fm.embedding_path.read_bytes()
+        self.mel_cut: Optional[MelCut] = build_mel_cut(mel_bytes)
+        if self.mel_cut is None:
+            self.mel = load_interpreter(mel_bytes, input_shape=[1, _MEL_WINDOW_SAMPLES])
+            self._mel_in = self.mel.get_input_details()[0]["index"]
+            self._mel_out = self.mel.get_output_details()[0]["index"]
+            self._mel_input = np.zeros((1, _MEL_WINDOW_SAMPLES), dtype=np.float32)
         self.segments: Optional[EmbeddingSegments] = build_segments(emb_bytes) if segmented else None
         if self.segments is None:
             self.emb = load_interpreter(emb_bytes, input_shape=[1, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1])
@@ -130,12 +138,21 @@ class _Models:
             self._emb_out = self.emb.get_output_details()[0]["index"]
             self._emb_shape = (1, MEL_FRAMES_PER_EMBEDDING)
 
-    def mel_block(self, samples: np.ndarray) -> np.ndarray:
-        """1760 int16 samples -> 8 scaled mel frames [8, 32] float32."""
-        self._mel_input[0] = samples
-        self.mel.set_tensor(self._mel_in, self._mel_input)
-        self.mel.invoke()
-        frames = self.mel.get_tensor(self._mel_out).reshape(-1, MEL_BINS)   # a copy: scaled in place
+    def mel_blocks(self, samples: np.ndarray) -> np.ndarray:
+        """480 + 1280n int16 samples -> the 8n scaled mel frames [8n, 32] float32 of their n
+        blocks, each block as one call of the whole mel model gives it."""
+        if self.mel_cut is not None:
+            frames = self.mel_cut(samples)
+        else:
+            n = (len(samples) - _MEL_CONTEXT) // EMBEDDING_STEP_SAMPLES
+            frames = np.zeros((n * _MEL_FRAMES_PER_BLOCK, MEL_BINS), dtype=np.float32)
+            for j in range(n):
+                self._mel_input[0] = samples[j * EMBEDDING_STEP_SAMPLES:j * EMBEDDING_STEP_SAMPLES
+                                             + _MEL_WINDOW_SAMPLES]
+                self.mel.set_tensor(self._mel_in, self._mel_input)
+                self.mel.invoke()
+                frames[j * _MEL_FRAMES_PER_BLOCK:(j + 1) * _MEL_FRAMES_PER_BLOCK] = \
+                    self.mel.get_tensor(self._mel_out).reshape(-1, MEL_BINS)
         frames /= 10.0
         frames += 2.0
         return frames
@@ -171,9 +188,10 @@ class EmbeddingFrontend:
     """Streaming speech embeddings: `process(int16 samples)` -> float32 [n_new, 96], one new
     embedding per 1280 samples once 76 mel frames exist; chunk-size invariant.
 
-    `embeddings_per_call` k > 1 runs the embedding model once per k embeddings (on the last
-    76 + 8(k-1) mel frames), which costs far less CPU and holds each embedding back until
-    the k-th of its group is due: up to (k-1) x 80 ms. The values are the same for every k."""
+    `embeddings_per_call` k > 1 runs the embedding model once per k embeddings (on the 8k
+    new mel frames, or on the last 76 + 8(k-1) without segments), which costs less CPU per
+    embedding and holds each embedding back until the k-th of its group is due: up to
+    (k-1) x 80 ms. The values are the same for every k."""
 
     step_samples = EMBEDDING_STEP_SAMPLES
     first_frame_samples = FIRST_EMBEDDING_SAMPLES
@@ -200,42 +218,51 @@ class EmbeddingFrontend:
         """Back to a fresh stream (silence before it, no mel frames)."""
         self._pending = np.zeros(_MEL_CONTEXT, dtype=np.int16)   # context of the next block, then any rest
         self._mel = np.zeros((run_frames(self.embeddings_per_call), MEL_BINS), dtype=np.float32)
-        self._n_mel = 0
-        self._due = 0          # windows complete in the mel buffer, not yet embedded
+        self._blocks = 0        # blocks whose mel frames are computed (and their embeddings)
         if self._models is not None and self._models.segments is not None:
             self._models.segments.reset()
 
     def process(self, samples: np.ndarray) -> np.ndarray:
-        """Consume int16 samples (any count); return the embeddings completed by them."""
+        """Consume int16 samples (any count); return the embeddings completed by them.
+        Blocks are computed in groups: when the k-th window of the next group is complete,
+        its blocks' mel frames (one call) and its k embeddings (one call)."""
         if self._models is None:
             raise RuntimeError("EmbeddingFrontend used after close()")
-        x = as_int16_mono(samples)
-        buf = np.concatenate([self._pending, x])
-        n_blocks = (len(buf) - _MEL_CONTEXT) // EMBEDDING_STEP_SAMPLES
-        k = self.embeddings_per_call
-        out = []
-        for j in range(n_blocks):
-            start = j * EMBEDDING_STEP_SAMPLES
-            frames = self._models.mel_block(buf[start:start + _MEL_WINDOW_SAMPLES])
-            self._mel[:-len(frames)] = self._mel[len(frames):]
-            self._mel[-len(frames):] = frames
-            self._n_mel += len(frames)
-            if self._n_mel >= MEL_FRAMES_PER_EMBEDDING:
-                self._due += 1
-                if self._due == k:
-                    out.append(self._models.embed_stream(self._mel, k))
-                    self._due = 0
-        self._pending = buf[n_blocks * EMBEDDING_STEP_SAMPLES:].copy()
+        buf = np.concatenate([self._pending, as_int16_mono(samples)])
+        complete = (len(buf) - _MEL_CONTEXT) // EMBEDDING_STEP_SAMPLES
+        k, done, out = self.embeddings_per_call, 0, []
+        while True:
+            n = max(_BLOCKS_BEFORE_FIRST, self._blocks) + k - self._blocks   # blocks to the group's end
+            if done + n > complete:
+                break
+            self._add_mel(buf[done * EMBEDDING_STEP_SAMPLES:(done + n) * EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
+            done += n
+            out.append(self._models.embed_stream(self._mel, k))
+        self._pending = buf[done * EMBEDDING_STEP_SAMPLES:].copy()
         return np.concatenate(out) if out else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+
+    def _add_mel(self, samples: np.ndarray) -> None:
+        """Compute the blocks of `samples` (480 + 1280n) into the end of the mel buffer."""
+        frames = self._models.mel_blocks(samples)
+        n = min(len(frames), len(self._mel))
+        self._mel[:len(self._mel) - n] = self._mel[n:]
+        self._mel[len(self._mel) - n:] = frames[len(frames) - n:]
+        self._blocks += len(frames) // _MEL_FRAMES_PER_BLOCK
 
     def flush(self) -> np.ndarray:
         """The embeddings held back (fewer than k complete windows), computed now: at the end
         of a finite stream. The stream goes on from there as before."""
-        if self._models is None or not self._due:
+        if self._models is None:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        out = self._models.embed_stream(self._mel, self._due)
-        self._due = 0
-        return out
+        emitted = max(0, self._blocks - _BLOCKS_BEFORE_FIRST)
+        complete = (len(self._pending) - _MEL_CONTEXT) // EMBEDDING_STEP_SAMPLES
+        if complete:
+            self._add_mel(self._pending[:complete * EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
+            self._pending = self._pending[complete * EMBEDDING_STEP_SAMPLES:].copy()
+        due = max(0, self._blocks - _BLOCKS_BEFORE_FIRST) - emitted
+        if not due:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        return self._models.embed_stream(self._mel, due)
 
     def close(self) -> None:
         """Drop the interpreters."""
@@ -243,12 +270,13 @@ class EmbeddingFrontend:
 
 
 def _clip_mel(models: _Models, x: np.ndarray) -> np.ndarray:
-    """All mel frames of a clip from a fresh stream, block by block as `EmbeddingFrontend` runs."""
+    """All mel frames of a clip from a fresh stream, in calls of up to `_MEL_CALL_BLOCKS`
+    blocks (the same values as the stream's)."""
     padded = np.concatenate([np.zeros(_MEL_CONTEXT, dtype=np.int16), x])
     n_blocks = len(x) // EMBEDDING_STEP_SAMPLES
-    frames = [models.mel_block(padded[j * EMBEDDING_STEP_SAMPLES:
-                                      (j + 1) * EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
-              for j in range(n_blocks)]
+    frames = [models.mel_blocks(padded[j * EMBEDDING_STEP_SAMPLES:
+                                       min(j + _MEL_CALL_BLOCKS, n_blocks) * EMBEDDING_STEP_SAMPLES + _MEL_CONTEXT])
+              for j in range(0, n_blocks, _MEL_CALL_BLOCKS)]
     return np.concatenate(frames) if frames else np.zeros((0, MEL_BINS), dtype=np.float32)
 
 

@@ -1,19 +1,26 @@
-"""The embedding model run as a stream: cut at its time pools, each cut keeping its context.
+"""The two feature models cut so that a stream computes only what is new.
 
-The pinned embedding model is valid convolutions along time (kernel height 1 or 3, stride
-1) and three max-pools of 2 along time, one embedding per 8 mel frames. A stream that calls
-it on whole 76-frame windows recomputes the 68 frames they share with the window before.
-Here the model is cut after each time pool into segments, each an ordinary TFLite model
-built from the pinned file's own operators and weights (nothing is retrained or copied into
-the repository). A segment keeps the last frames of its input that its convolutions need
-again (its context) and runs only on the frames that are new: per embedding, 8 mel frames
-in the first segment, 4, 2 and 1 in the next ones. The pools pair the same frames as the
-whole model does, because every call adds a whole number of 8-frame steps; the embeddings
-are bit-identical to whole-window calls (tests/agent/test_embedding.py).
+The embedding model is valid convolutions along time (kernel height 1 or 3, stride 1) and
+three max-pools of 2 along time, one embedding per 8 mel frames. A stream that calls it on
+whole 76-frame windows recomputes the 68 frames they share with the window before. Here the
+model is cut after each time pool into segments, each an ordinary TFLite model built from
+the pinned file's own operators and weights (nothing is retrained or copied into the
+repository). A segment keeps the last frames of its input that its convolutions need again
+(its context) and runs only on the frames that are new: per embedding, 8 mel frames in the
+first segment, 4, 2 and 1 in the next ones. The pools pair the same frames as the whole
+model does, because every call adds a whole number of 8-frame steps.
 
-Building the segments needs the TFLite schema's Python module (object API), which
-ai-edge-litert and tensorflow ship; with tflite-runtime alone `build_segments` returns None
-and the stream calls the whole model on its runs instead.
+The mel model computes each frame on its own, then clamps every value of a call to at least
+(the call's maximum - 80). The stream calls it on a fixed grid of 1280-sample blocks so the
+clamp sees 8 frames at a time. `MelCut` runs the model without its last three operators
+(maximum, subtract, clamp) on several blocks in one call and applies the clamp to each block
+of 8 frames with numpy: the same float32 operations, so the same values as one call per
+block, at less cost per block.
+
+Both give values bit-identical to the whole models (tests/agent/test_embedding.py).
+Cutting needs the TFLite schema's Python module (object API), which ai-edge-litert and
+tensorflow ship; with tflite-runtime alone the builders return None and the stream calls the
+whole models instead.
 """
 from __future__ import annotations
 
@@ -28,6 +35,8 @@ from keywire.protocol.errors import ModelError
 from ..interpreter import load_interpreter, runtime_name
 
 log = logging.getLogger("keywire.frontend")
+
+MEL_BINS = 32
 
 
 @dataclass
@@ -82,16 +91,18 @@ def _cuts(schema: Any, model: Any) -> list[tuple[int, int, int]]:
     return cuts
 
 
-def _segment_bytes(schema: Any, model_bytes: bytes, first: int, end: int) -> bytes:
-    """A model of operators [first, end) of the model's graph, without the weights of the
-    others (their buffers are emptied, so each interpreter holds only its own)."""
+def _sub_model(schema: Any, model_bytes: bytes, first: int, end: int,
+               outputs: Optional[list[int]] = None) -> bytes:
+    """A model of operators [first, end) of the model's graph (outputs: the last operator's
+    output unless given), without the weights of the others (their buffers are emptied, so
+    each interpreter holds only its own)."""
     import flatbuffers
 
     model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
     graph = model.subgraphs[0]
     graph.operators = graph.operators[first:end]
     graph.inputs = [graph.operators[0].inputs[0]]
-    graph.outputs = [graph.operators[-1].outputs[0]]
+    graph.outputs = outputs if outputs is not None else [graph.operators[-1].outputs[0]]
     used = {t for op in graph.operators for t in list(op.inputs) + list(op.outputs) if t >= 0}
     keep = {graph.tensors[t].buffer for t in used}
     for t, tensor in enumerate(graph.tensors):
@@ -130,21 +141,77 @@ class EmbeddingSegments:
         return y.reshape(-1, y.shape[-1])
 
 
-def build_segments(model_bytes: bytes) -> Optional[EmbeddingSegments]:
-    """The segments of the embedding model, or None where no schema module is installed
-    (tflite-runtime alone: importing tensorflow's would break it)."""
+class MelCut:
+    """The mel model without its per-call clamp, on any whole number of blocks per call.
+    `__call__(samples)`: 480 + 1280n int16 samples -> [8n, 32] float32 mel frames, each block
+    of 8 clamped to at least its own maximum - `floor`, as a one-block call of the whole
+    model clamps."""
+
+    def __init__(self, interpreter: Any, floor: np.float32) -> None:
+        self._interp = interpreter
+        self._in = interpreter.get_input_details()[0]["index"]
+        self._peak, self._value = (d["index"] for d in interpreter.get_output_details())
+        self._floor = floor
+        self._input = np.zeros((1, 0), dtype=np.float32)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        if samples.shape[0] != self._input.shape[1]:
+            self._input = np.zeros((1, samples.shape[0]), dtype=np.float32)
+            self._interp.resize_tensor_input(self._in, list(self._input.shape))
+            self._interp.allocate_tensors()
+        self._input[0] = samples
+        self._interp.set_tensor(self._in, self._input)
+        self._interp.invoke()
+        peak = self._interp.get_tensor(self._peak).reshape(-1, 8 * MEL_BINS)
+        value = self._interp.get_tensor(self._value).reshape(-1, 8 * MEL_BINS)
+        np.maximum(value, (peak.max(axis=1) - self._floor)[:, None], out=value)
+        return value.reshape(-1, MEL_BINS)
+
+
+def _schema() -> Optional[Any]:
+    """The schema module, or None with tflite-runtime (importing tensorflow's would break it)."""
     if runtime_name() == "tflite_runtime":
         return None
     from keywire.protocol.tflite_file import schema as tflite_schema
     try:
-        schema = tflite_schema()
+        return tflite_schema()
     except ModelError as exc:
-        log.info("embedding model runs on whole windows: %s", exc)
+        log.info("feature models run whole: %s", exc)
+        return None
+
+
+def build_segments(model_bytes: bytes) -> Optional[EmbeddingSegments]:
+    """The segments of the embedding model, or None where no schema module is installed."""
+    schema = _schema()
+    if schema is None:
         return None
     model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
     segments = []
     for first, end, context in _cuts(schema, model):
-        interp = load_interpreter(_segment_bytes(schema, model_bytes, first, end))
+        interp = load_interpreter(_sub_model(schema, model_bytes, first, end))
         segments.append(_Segment(interp, interp.get_input_details()[0]["index"],
                                  interp.get_output_details()[0]["index"], context))
     return EmbeddingSegments(segments)
+
+
+def build_mel_cut(model_bytes: bytes) -> Optional[MelCut]:
+    """The mel model cut before its clamp, or None where no schema module is installed;
+    `ModelError` if its last operators are not the clamp described above."""
+    schema = _schema()
+    if schema is None:
+        return None
+    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+    graph = model.subgraphs[0]
+    ops = graph.operators
+    names = [_op_name(schema, model, op) for op in ops[-3:]]
+    peak_op, sub_op, clamp_op = ops[-3:]
+    floor_tensor = graph.tensors[sub_op.inputs[1]]
+    floor = model.buffers[floor_tensor.buffer].data
+    if (names != ["REDUCE_MAX", "SUB", "MAXIMUM"] or sub_op.inputs[0] != peak_op.outputs[0]
+            or clamp_op.inputs[1] != sub_op.outputs[0] or clamp_op.outputs[0] != graph.outputs[0]
+            or floor is None or len(floor) != 4):
+        raise ModelError("the mel model does not end in the per-call clamp a stream can cut")
+    outputs = [peak_op.inputs[0], clamp_op.inputs[0]]
+    interp = load_interpreter(_sub_model(schema, model_bytes, 0, len(ops) - 3, outputs),
+                              input_shape=[1, 1760])
+    return MelCut(interp, np.frombuffer(bytes(bytearray(floor)), dtype=np.float32)[0])

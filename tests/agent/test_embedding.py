@@ -105,6 +105,32 @@ def test_segments_give_the_whole_model_s_embeddings_through_flush_and_reset(word
     fe.close()
 
 
+def test_mel_cut_gives_the_whole_mel_model_s_frames_for_any_grouping(words, monkeypatch):
+    """The mel model runs without its per-call clamp on several blocks at once, the clamp
+    applied per block: the same frames as one call of the whole model per block, also where
+    the clamp binds (a quiet stretch next to loud speech)."""
+    from keywire.agent.interpreter import load_interpreter
+    x = words[:40 * 1280 + 480].copy()
+    x[20 * 1280:24 * 1280] //= 3000                    # near-silence: values at the floor
+    whole = load_interpreter(E.feature_models().mel_path.read_bytes(), input_shape=[1, 1760])
+    ref = []
+    for j in range(40):
+        whole.set_tensor(whole.get_input_details()[0]["index"], x[None, j * 1280:j * 1280 + 1760].astype(np.float32))
+        whole.invoke()
+        ref.append(whole.get_tensor(whole.get_output_details()[0]["index"]).reshape(-1, 32) / 10.0 + 2.0)
+    ref = np.concatenate(ref)
+    per_block_min = ref.reshape(40, -1).min(axis=1)
+    assert (ref.reshape(40, -1) == per_block_min[:, None]).sum() > 100       # the clamp binds
+    models = E._Models()
+    assert models.mel_cut is not None
+    for group in (1, 3, 4, 40):
+        got = np.concatenate([models.mel_blocks(x[j * 1280:min(j + group, 40) * 1280 + 480])
+                              for j in range(0, 40, group)])
+        np.testing.assert_array_equal(got, ref)
+    monkeypatch.setattr(E, "build_mel_cut", lambda _: None)      # a runtime without the schema
+    np.testing.assert_array_equal(E._Models().mel_blocks(x), ref)
+
+
 @pytest.mark.parametrize("k", [0, 17])
 def test_embeddings_per_call_out_of_range(k):
     with pytest.raises(ValueError, match="embeddings_per_call"):
