@@ -10,8 +10,8 @@ with `time.process_time()` after a warm-up pass over the first 10 s; RSS is the 
 (VmHWM) after the run. Rows: pymicro-wakeword (okay_nabu), the embedding stream alone
 (`EmbeddingFrontend`), keywire's `KeywordSpotter` with one head and with three heads, each
 with 1 and with K (`--embeddings-per-call`) embeddings per call of the embedding model; last,
-the stream alone calling the whole embedding model on each run of windows instead of its
-segments (`segmented=False`, how it ran before 2026-12-04 night). Without
+the stream alone with both feature models run whole (`segmented=False`: the mel model once
+per block, the embedding model on each run of windows; how it ran before 2026-12-04, night). Without
 `--head`, the tiny test heads (tests/fixtures/embedding_head.py, cached under .cache/tests)
 are used: the cost of a head depends on its size, the shared stream's does not.
 """
@@ -55,7 +55,7 @@ def child(kind: str, audio_path: str, chunk: int, heads: list[str], k: int) -> d
         step = lambda x: len(fe.process(x))   # noqa: E731
         reset = fe.reset
         name = (f"embedding stream alone, {k} per call" if fe.segmented else
-                f"embedding stream alone, whole windows, {k} per call")
+                f"embedding stream alone, whole models, {k} per call")
     else:
         from keywire.agent.model import KeywordModel
         from keywire.agent.spotter import KeywordSpotter

@@ -119,19 +119,19 @@ class _Models:
     k windows in them, bit-identical to k single calls (docs/BENCHMARKS.md). Inputs are
     resized when a call needs another shape."""
 
-    def __init__(self, segmented: bool = False) -> None:
-        """`segmented`: a stream's models, with the embedding model cut into segments that
-        keep their context, where the runtime allows it. The mel model is cut before its
-        clamp wherever the runtime allows it."""
+    def __init__(self, cut_mel: bool = True, segments: bool = False) -> None:
+        """Where the runtime allows it: `cut_mel`, the mel model cut before its clamp (several
+        blocks per call); `segments`, the embedding model cut into segments that keep their
+        context (a stream's)."""
         fm = feature_models()
         mel_bytes, emb_bytes = fm.mel_path.read_bytes(), fm.embedding_path.read_bytes()
-        self.mel_cut: Optional[MelCut] = build_mel_cut(mel_bytes)
+        self.mel_cut: Optional[MelCut] = build_mel_cut(mel_bytes) if cut_mel else None
         if self.mel_cut is None:
             self.mel = load_interpreter(mel_bytes, input_shape=[1, _MEL_WINDOW_SAMPLES])
             self._mel_in = self.mel.get_input_details()[0]["index"]
             self._mel_out = self.mel.get_output_details()[0]["index"]
             self._mel_input = np.zeros((1, _MEL_WINDOW_SAMPLES), dtype=np.float32)
-        self.segments: Optional[EmbeddingSegments] = build_segments(emb_bytes) if segmented else None
+        self.segments: Optional[EmbeddingSegments] = build_segments(emb_bytes) if segments else None
         if self.segments is None:
             self.emb = load_interpreter(emb_bytes, input_shape=[1, MEL_FRAMES_PER_EMBEDDING, MEL_BINS, 1])
             self._emb_in = self.emb.get_input_details()[0]["index"]
@@ -200,18 +200,20 @@ class EmbeddingFrontend:
     native = False
 
     def __init__(self, embeddings_per_call: int = 1, segmented: bool = True) -> None:
-        """`segmented=False` calls the whole embedding model on each run of windows even
-        where it could be cut into segments (the same values at more CPU; for comparisons)."""
+        """`segmented=False` runs both feature models whole (the mel model once per block, the
+        embedding model on each run of windows) even where they could be cut: the same
+        values at more CPU, for comparisons."""
         if not 1 <= embeddings_per_call <= MAX_EMBEDDINGS_PER_CALL:
             raise ValueError(f"embeddings_per_call = {embeddings_per_call} is out of range "
                              f"1..{MAX_EMBEDDINGS_PER_CALL}")
         self.embeddings_per_call = embeddings_per_call
-        self._models: Optional[_Models] = _Models(segmented=segmented)
+        self._models: Optional[_Models] = _Models(cut_mel=segmented, segments=segmented)
         self.reset()
 
     @property
     def segmented(self) -> bool:
-        """Whether the embedding model runs as segments with context (`embedding_segments`)."""
+        """Whether the feature models run cut (`embedding_segments`): the mel model on groups
+        of blocks, the embedding model as segments with context."""
         return self._models is not None and self._models.segments is not None
 
     def reset(self) -> None:

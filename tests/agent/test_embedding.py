@@ -103,9 +103,12 @@ def test_segments_give_the_whole_model_s_embeddings_through_flush_and_reset(word
     fe.reset()
     np.testing.assert_array_equal(np.concatenate([fe.process(words), fe.flush()]), whole)
     fe.close()
+    plain = E.EmbeddingFrontend(embeddings_per_call=k, segmented=False)     # tflite-runtime's way
+    np.testing.assert_array_equal(np.concatenate([plain.process(words[:30000]), plain.process(words[30000:]),
+                                                  plain.flush()]), whole)
 
 
-def test_mel_cut_gives_the_whole_mel_model_s_frames_for_any_grouping(words, monkeypatch):
+def test_mel_cut_gives_the_whole_mel_model_s_frames_for_any_grouping(words):
     """The mel model runs without its per-call clamp on several blocks at once, the clamp
     applied per block: the same frames as one call of the whole model per block, also where
     the clamp binds (a quiet stretch next to loud speech)."""
@@ -127,8 +130,7 @@ def test_mel_cut_gives_the_whole_mel_model_s_frames_for_any_grouping(words, monk
         got = np.concatenate([models.mel_blocks(x[j * 1280:min(j + group, 40) * 1280 + 480])
                               for j in range(0, 40, group)])
         np.testing.assert_array_equal(got, ref)
-    monkeypatch.setattr(E, "build_mel_cut", lambda _: None)      # a runtime without the schema
-    np.testing.assert_array_equal(E._Models().mel_blocks(x), ref)
+    np.testing.assert_array_equal(E._Models(cut_mel=False).mel_blocks(x), ref)   # the whole model
 
 
 @pytest.mark.parametrize("k", [0, 17])
