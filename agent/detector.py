@@ -70,7 +70,7 @@ class Detector:
             if n < s.minimum_count:
                 return DetectorResult(-1, 0, False)
             averaged = total // np.uint32(n)   # the running sum: exact, like re-adding the kept results
-        top = int(np.argmax(averaged))  # first maximum: ties go to the lower index
+        top = int(averaged.argmax())  # first maximum: ties go to the lower index
         score = int(averaged[top])
         detected = (
             score > s.threshold_for(top)

@@ -76,19 +76,20 @@ class FloatQuantizer:
             raise ParamsError(f"model input scale must be positive for float features, got {scale}")
         info = np.iinfo(dtype)
         self._scale, self._zero_point = float(scale), float(int(zero_point))
-        self._lo, self._hi = float(info.min), float(info.max)
+        # clamped before the zero point is added: the same integers, one operation fewer
+        self._lo, self._hi = info.min - self._zero_point, info.max - self._zero_point
         self._v = np.zeros(shape, dtype=np.float64)
         self._half = np.zeros(shape, dtype=np.float64)
         self._q = np.zeros(shape, dtype=dtype)
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         v, half = self._v, self._half
-        np.copyto(v, np.reshape(values, v.shape))          # float32 -> float64, exact
-        np.divide(v, self._scale, out=v)
+        np.divide(np.reshape(values, v.shape), self._scale, out=v, dtype=np.float64)
         np.copysign(0.5, v, out=half)
         np.add(v, half, out=v)
         np.trunc(v, out=v)                                  # round half away from zero
+        np.maximum(v, self._lo, out=v)
+        np.minimum(v, self._hi, out=v)
         np.add(v, self._zero_point, out=v)
-        np.clip(v, self._lo, self._hi, out=v)
         np.copyto(self._q, v, casting="unsafe")
         return self._q
