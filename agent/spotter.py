@@ -143,10 +143,7 @@ class _Head:
     stream: _Stream
     period: int
     next_inference: int
-
-    @property
-    def frames(self) -> int:
-        return self.model.window_shape[0]
+    frames: int             # feature frames one inference reads (the model's window)
 
 
 class KeywordSpotter:
@@ -188,7 +185,7 @@ class KeywordSpotter:
         det = detection or model.detection
         stream = self._stream_for(model.frontend)
         head = _Head(model=model, detection=det, detector=Detector(model.classes, det), stream=stream,
-                     period=self._period_of(det, model), next_inference=0)
+                     period=self._period_of(det, model), next_inference=0, frames=model.window_shape[0])
         head.next_inference = self._stream_samples + head.period
         stream.reserve(head.frames)
         return head
