@@ -37,6 +37,7 @@ from ..interpreter import load_interpreter, runtime_name
 log = logging.getLogger("keywire.frontend")
 
 MEL_BINS = 32
+_BLOCK_VALUES = 8 * MEL_BINS     # the mel values of one 1280-sample block (8 frames)
 
 
 @dataclass
@@ -162,8 +163,8 @@ class MelCut:
         self._input[0] = samples
         self._interp.set_tensor(self._in, self._input)
         self._interp.invoke()
-        peak = self._interp.get_tensor(self._peak).reshape(-1, 8 * MEL_BINS)
-        value = self._interp.get_tensor(self._value).reshape(-1, 8 * MEL_BINS)
+        peak = self._interp.get_tensor(self._peak).reshape(-1, _BLOCK_VALUES)
+        value = self._interp.get_tensor(self._value).reshape(-1, _BLOCK_VALUES)
         np.maximum(value, (peak.max(axis=1) - self._floor)[:, None], out=value)
         return value.reshape(-1, MEL_BINS)
 
