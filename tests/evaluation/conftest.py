@@ -35,7 +35,8 @@ def sc_folder(cache_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def background_folder(cache_dir: Path) -> Path:
-    """Keyword-free speech (espeak-ng sentences) and pink/brown noise made by sox."""
+    """Keyword-free speech (espeak-ng sentences) and pink/brown noise made by sox (`-R`: the
+    same noise on every machine, so the figures tests read from it do not vary by run)."""
     root = cache_dir / "evaluation" / "background"
     root.mkdir(parents=True, exist_ok=True)
     for i, text in enumerate(SENTENCES):
@@ -45,6 +46,6 @@ def background_folder(cache_dir: Path) -> Path:
     for color in ("pinknoise", "brownnoise"):
         dst = root / f"{color}.wav"
         if not dst.exists():
-            subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(dst), "synth", "20", color,
+            subprocess.run(["sox", "-R", "-n", "-r", "16000", "-c", "1", "-b", "16", str(dst), "synth", "20", color,
                             "vol", "0.1"], check=True, capture_output=True)
     return root
