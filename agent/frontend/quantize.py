@@ -57,18 +57,13 @@ def to_model_input_mfcc(values: np.ndarray, scale: float, zero_point: int,
                         dtype: Union[type, np.dtype] = np.int8) -> np.ndarray:
     """Quantise float features with the model input's own (scale, zero_point), as
     TFLite's quantize does: q = clamp(round_half_away(v / scale) + zero_point)."""
-    if scale <= 0:
-        raise ParamsError(f"model input scale must be positive for float features, got {scale}")
-    v = np.asarray(values, dtype=np.float64) / float(scale)
-    q = np.trunc(v + np.copysign(0.5, v))          # round half away from zero
-    info = np.iinfo(dtype)
-    return np.clip(q + int(zero_point), info.min, info.max).astype(dtype)
+    return FloatQuantizer(np.shape(values), scale, zero_point, dtype)(values).copy()
 
 
 class FloatQuantizer:
     """`to_model_input_mfcc` for one input shape, computed into buffers kept between calls
-    (the same values without the temporary arrays): a head's input at every inference step.
-    The returned array is overwritten by the next call."""
+    (no temporary arrays): a head's input at every inference step. The returned array is
+    overwritten by the next call."""
 
     def __init__(self, shape: tuple[int, ...], scale: float, zero_point: int,
                  dtype: Union[type, np.dtype] = np.int8) -> None:
