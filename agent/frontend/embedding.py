@@ -13,9 +13,11 @@ the stream starts after 480 samples of silence), and once 76 mel frames exist ea
 adds one embedding. The calls, and so the embeddings, are the same however the audio is
 chunked. A model ("head") reads the last N embeddings, input [1, N, 96].
 
-A stream runs the embedding model as segments that keep their context
-(`embedding_segments.py`): only the mel frames it has not seen are computed. Training's
-batches call the whole model on runs of windows. Both give the same values.
+Where the runtime allows it, both models run cut (`embedding_segments.py`): the mel model on
+a group of blocks per call (the stream's groups, 64 blocks in training's batches), and in a
+stream the embedding model as segments that keep their context, so only the mel frames it
+has not seen are computed (training's batches call the whole model on runs of windows). All
+give the same values.
 """
 from __future__ import annotations
 
@@ -125,7 +127,8 @@ class _Models:
         context (a stream's)."""
         fm = feature_models()
         mel_bytes, emb_bytes = fm.mel_path.read_bytes(), fm.embedding_path.read_bytes()
-        self.mel_cut: Optional[MelCut] = build_mel_cut(mel_bytes) if cut_mel else None
+        self.mel_cut: Optional[MelCut] = (build_mel_cut(mel_bytes, _MEL_WINDOW_SAMPLES, _MEL_FRAMES_PER_BLOCK)
+                                          if cut_mel else None)
         if self.mel_cut is None:
             self.mel = load_interpreter(mel_bytes, input_shape=[1, _MEL_WINDOW_SAMPLES])
             self._mel_in = self.mel.get_input_details()[0]["index"]

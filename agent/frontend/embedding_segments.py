@@ -36,9 +36,6 @@ from ..interpreter import load_interpreter, runtime_name
 
 log = logging.getLogger("keywire.frontend")
 
-MEL_BINS = 32
-_BLOCK_VALUES = 8 * MEL_BINS     # the mel values of one 1280-sample block (8 frames)
-
 
 @dataclass
 class _Segment:
@@ -144,14 +141,17 @@ class EmbeddingSegments:
 
 class MelCut:
     """The mel model without its per-call clamp, on any whole number of blocks per call.
-    `__call__(samples)`: 480 + 1280n int16 samples -> [8n, 32] float32 mel frames, each block
-    of 8 clamped to at least its own maximum - `floor`, as a one-block call of the whole
-    model clamps."""
+    `__call__(samples)`: a block's context + n blocks of int16 samples -> [n x
+    frames_per_block, bins] float32 mel frames, each block's frames clamped to at least their
+    own maximum - `floor`, as a one-block call of the whole model clamps."""
 
-    def __init__(self, interpreter: Any, floor: np.float32) -> None:
+    def __init__(self, interpreter: Any, floor: np.float32, frames_per_block: int) -> None:
         self._interp = interpreter
         self._in = interpreter.get_input_details()[0]["index"]
-        self._peak, self._value = (d["index"] for d in interpreter.get_output_details())
+        outputs = interpreter.get_output_details()
+        self._peak, self._value = (d["index"] for d in outputs)
+        self._bins = int(outputs[1]["shape"][-1])
+        self._block_values = frames_per_block * self._bins
         self._floor = floor
         self._input = np.zeros((1, 0), dtype=np.float32)
 
@@ -163,10 +163,10 @@ class MelCut:
         self._input[0] = samples
         self._interp.set_tensor(self._in, self._input)
         self._interp.invoke()
-        peak = self._interp.get_tensor(self._peak).reshape(-1, _BLOCK_VALUES)
-        value = self._interp.get_tensor(self._value).reshape(-1, _BLOCK_VALUES)
+        peak = self._interp.get_tensor(self._peak).reshape(-1, self._block_values)
+        value = self._interp.get_tensor(self._value).reshape(-1, self._block_values)
         np.maximum(value, (peak.max(axis=1) - self._floor)[:, None], out=value)
-        return value.reshape(-1, MEL_BINS)
+        return value.reshape(-1, self._bins)
 
 
 def _schema() -> Optional[Any]:
@@ -195,8 +195,9 @@ def build_segments(model_bytes: bytes) -> Optional[EmbeddingSegments]:
     return EmbeddingSegments(segments)
 
 
-def build_mel_cut(model_bytes: bytes) -> Optional[MelCut]:
-    """The mel model cut before its clamp, or None where no schema module is installed;
+def build_mel_cut(model_bytes: bytes, block_samples: int, frames_per_block: int) -> Optional[MelCut]:
+    """The mel model cut before its clamp, for blocks of `block_samples` (with their context)
+    giving `frames_per_block` frames each; None where no schema module is installed;
     `ModelError` if its last operators are not the clamp described above."""
     schema = _schema()
     if schema is None:
@@ -214,5 +215,5 @@ def build_mel_cut(model_bytes: bytes) -> Optional[MelCut]:
         raise ModelError("the mel model does not end in the per-call clamp a stream can cut")
     outputs = [peak_op.inputs[0], clamp_op.inputs[0]]
     interp = load_interpreter(_sub_model(schema, model_bytes, 0, len(ops) - 3, outputs),
-                              input_shape=[1, 1760])
-    return MelCut(interp, np.frombuffer(bytes(bytearray(floor)), dtype=np.float32)[0])
+                              input_shape=[1, block_samples])
+    return MelCut(interp, np.frombuffer(bytes(bytearray(floor)), dtype=np.float32)[0], frames_per_block)
