@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detection_options(run)
     run.add_argument("--embeddings-per-call", dest="embeddings_per_call", type=int, metavar="K",
                      help="speech-embedding models: compute K embeddings per call of the embedding "
-                          "model (default 4: less than half the CPU of 1, detections up to (K-1) x 80 ms later)")
+                          "model (default 4: about two thirds of the CPU of 1, detections up to (K-1) x 80 ms later)")
     run.add_argument("--device-id", help="this device's id (default: hostname)")
     run.add_argument("--state-dir", help="where models, spool and state are kept")
     run.add_argument("--mqtt", help="broker URL mqtt://HOST:PORT or mqtts://HOST:PORT (fleet mode)")

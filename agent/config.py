@@ -6,7 +6,7 @@ File layout (`/etc/keywire/agent.toml`)::
     model = "/var/lib/keywire/models/active.tflite"   # or a list: the first is the primary
     source = "mic"
     embeddings_per_call = 4   # speech-embedding models: one embedding-model call per 4 x 80 ms
-                              # (detections up to 240 ms later, under half the CPU); 1..16
+                              # (detections up to 240 ms later, about 2/3 of the CPU); 1..16
     device_id = "kitchen-pi"
     state_dir = "/var/lib/keywire"
     [detection]   MLTK names (detection_threshold, detection_threshold_list,
@@ -81,7 +81,7 @@ class AgentConfig:
     device_id: str = field(default_factory=socket.gethostname)
     state_dir: str = ""
     chunk_ms: int = 100
-    embeddings_per_call: int = 4        # speech-embedding streams: 1 = lowest latency, 4 = under half the CPU
+    embeddings_per_call: int = 4        # speech-embedding streams: 1 = lowest latency, 4 = about 2/3 the CPU
     log_level: str = "info"
     json_events: bool = True
     detection: DetectionOverrides = DetectionOverrides()

@@ -106,9 +106,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     np.save(tmp, audio)
     rows = []
     k = args.embeddings_per_call
-    plan = [("pymicro", [], 1)] + [(kind, hs, kk) for kk in dict.fromkeys((1, k))
+    ks = tuple(dict.fromkeys((1, k)))
+    plan = [("pymicro", [], 1)] + [(kind, hs, kk) for kk in ks
                                    for kind, hs in (("stream", []), ("spotter", three[:1]), ("spotter", three))]
-    plan += [("whole", [], kk) for kk in dict.fromkeys((1, k))]
+    plan += [("whole", [], kk) for kk in ks]
     for kind, hs, kk in plan:
         r = subprocess.run([sys.executable, __file__, "--child", kind, str(tmp), str(chunk), json.dumps(hs), str(kk)],
                            capture_output=True, text=True, check=True)
@@ -122,7 +123,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         r["cpu_s_per_audio_hour"] = r["cpu_s"] / hours
         r["ratio"] = r["cpu_s"] / ref if ref else float("nan")
         print(f"| {r['config']} | {r['cpu_s_per_audio_hour']:.1f} | {r['ratio']:.2f} | {r['rss_mb']:.0f} |")
-    for i in range(1, len(rows) - len(dict.fromkeys((1, k))), 3):
+    for i in range(1, 1 + 3 * len(ks), 3):       # (stream, one head, three heads) per k
         stream, one, three_h = (r["cpu_s"] for r in rows[i:i + 3])
         print(f"{rows[i]['config']}: each extra head {(three_h - one) / 2 / hours:.1f} CPU-s per audio-hour, "
               f"{100 * (three_h - one) / 2 / stream:.1f}% of the shared stream's")
