@@ -374,8 +374,13 @@ class KeywordSpotter:
                          model_sha256=m.sha256, device_id=self.device_id)
 
     def _reset_stream(self, stream: _Stream) -> None:
-        """MLTK's reset on detection (suppression_ms <= 1): only for a stream with one head,
-        since a shared stream's other heads must not lose their features."""
+        """MLTK's reset on detection (suppression_ms <= 1) starts the microfrontend's adaptive
+        state (noise estimate, PCAN) over: only for a stream with one head, since a shared
+        stream's other heads must not lose their features. Not for the speech embedding: it
+        has no adaptive state, and a restarted embedding stream computes nothing new for
+        1.76 s, so its head would score the same window again and detect every step."""
+        if stream.settings.frontend_type == EMBEDDING_FRONTEND:
+            return
         if sum(h.stream is stream for h in self._heads) != 1:
             log.debug("not resetting a shared frontend on detection")
             return

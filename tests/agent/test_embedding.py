@@ -239,7 +239,17 @@ def test_embeddings_per_call_only_delays_the_heads(words, embedding_head, embedd
         found += [(d.keyword, d.time_ms, d.score) for d in sp.flush()]
         assert found == [(k_, t, sc) for name, k_, t, sc in _run([f], words, [len(words)])[0]]
         assert sp.stats.inferences == _run([f], words, [len(words)])[1]
-    # MLTK's reset on detection (suppression_ms 0) restarts the stream from held-back samples
-    det = replace(f.detection, suppression_ms=0)
-    alone = _run([f], x, [3000], detection=det)[0]
-    assert alone and _run([f], x, [3000], k=4, detection=det)[0] == alone
+
+
+def test_reset_on_detection_leaves_an_embedding_stream_running(words, embedding_head):
+    """MLTK's reset on detection (suppression_ms <= 1) restarts a microfrontend; an embedding
+    stream runs on (it has no adaptive state): detections are those of no suppression, and
+    they stop after the words (a restarted stream froze the window: a detection every step)."""
+    x = np.concatenate([words, np.zeros(32000, np.int16)])
+    f = KeywordModel.load(embedding_head)
+    reset = _run([f], x, [3000], detection=replace(f.detection, suppression_ms=0))[0]
+    kept = _run([f], x, [3000], detection=replace(f.detection, suppression_ms=2))[0]
+    assert reset == kept and {k for _, k, _, _ in reset} >= {"yes", "no"}
+    assert max(t for _, _, t, _ in reset) < len(x) * 1000 // 16000 - 1500
+    assert _run([f], x, [3000], k=4, detection=replace(f.detection, suppression_ms=0))[0] == reset
+
