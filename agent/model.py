@@ -21,7 +21,7 @@ from keywire.protocol.errors import ModelError, ParamsError, file_error
 from keywire.protocol.frontend_settings import FrontendSettings
 from keywire.protocol.sl_params import read_params
 
-from .frontend import FloatQuantizer, to_model_input
+from .frontend import FloatQuantizer, WindowQuantizer, to_model_input
 from .frontend.embedding import EMBEDDING_FRONTEND, embedding_window, feature_models
 from .interpreter import load_interpreter
 
@@ -200,11 +200,23 @@ class KeywordModel:
             x = (x - x.mean()) / max(float(x.std()), 1e-6)
         return x.reshape(self.input.shape)
 
+    def window_quantizer(self) -> Optional[WindowQuantizer]:
+        """A streaming caller's own input window that quantises each new frame once (same
+        values as `prepare_input`), for a head whose input is quantised value by value:
+        int8/uint8 speech-embedding heads. None for every other model."""
+        if self.frontend.frontend_type != EMBEDDING_FRONTEND or self.input.dtype == np.float32:
+            return None
+        return WindowQuantizer(self.input.shape, self.input.scale, self.input.zero_point, self.input.dtype)
+
     def infer(self, features: np.ndarray) -> np.ndarray:
         """uint8 score per class for one feature window (MLTK's score convention)."""
+        return self.infer_input(self.prepare_input(features))
+
+    def infer_input(self, model_input: np.ndarray) -> np.ndarray:
+        """`infer` on an input already prepared (`prepare_input`, or a `window_quantizer`)."""
         interp = self._interp
         try:
-            interp.set_tensor(self._in_idx, self.prepare_input(features))
+            interp.set_tensor(self._in_idx, model_input)
             interp.invoke()
             raw = interp.get_tensor(self._out_idx)
         except (RuntimeError, ValueError) as exc:

@@ -27,7 +27,7 @@ from keywire.protocol.frontend_settings import FrontendSettings
 
 from .detector import Detector
 from .events import Detection
-from .frontend import Frontend
+from .frontend import Frontend, WindowQuantizer
 from .frontend.embedding import (EMBEDDING_FRONTEND, EMBEDDING_STEP_SAMPLES, FIRST_EMBEDDING_SAMPLES,
                                  EmbeddingFrontend)
 from .model import KeywordModel
@@ -67,6 +67,7 @@ class _Stream:
             self.frontend = Frontend(settings, native=native)
             self.step, self.span, self.warm_up = settings.step_samples, settings.window_samples, False
         self.history = np.zeros((0, settings.n_channels), dtype=self.frontend.dtype)
+        self.moved = 0      # frames the history has moved by (a head's window: which are new)
         self.restart(origin)
 
     def restart(self, origin: int, forget: bool = True) -> None:
@@ -76,6 +77,7 @@ class _Stream:
         if forget:
             self.history[:] = 0
             self.filled = 0
+            self.moved += len(self.history)     # every frame of the history changed
         self.pending = self.history[:0]
         self.pending_ends = np.zeros(0, dtype=np.int64)
 
@@ -125,6 +127,7 @@ class _Stream:
             h[:-n] = h[n:]
             h[-n:] = frames
         self.filled += n
+        self.moved += n
 
     def window(self, n: int) -> Optional[np.ndarray]:
         """The last `n` frames, or None while a warm-up stream has not produced `n` yet."""
@@ -144,6 +147,8 @@ class _Head:
     period: int
     next_inference: int
     frames: int             # feature frames one inference reads (the model's window)
+    quantizer: Optional[WindowQuantizer] = None   # its input, quantised frame by frame
+    seen: int = 0           # the stream's `moved` at its last inference
 
 
 class KeywordSpotter:
@@ -185,7 +190,8 @@ class KeywordSpotter:
         det = detection or model.detection
         stream = self._stream_for(model.frontend)
         head = _Head(model=model, detection=det, detector=Detector(model.classes, det), stream=stream,
-                     period=self._period_of(det, model), next_inference=0, frames=model.window_shape[0])
+                     period=self._period_of(det, model), next_inference=0, frames=model.window_shape[0],
+                     quantizer=model.window_quantizer())
         head.next_inference = self._stream_samples + head.period
         stream.reserve(head.frames)
         return head
@@ -352,7 +358,11 @@ class KeywordSpotter:
         if window is None:      # an embedding stream still warming up: no scores yet
             return None
         t0 = time.perf_counter()
-        scores = head.model.infer(window)
+        if head.quantizer is None:
+            scores = head.model.infer(window)
+        else:
+            new, head.seen = head.stream.moved - head.seen, head.stream.moved
+            scores = head.model.infer_input(head.quantizer.update(window, new))
         self.stats.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
         self.stats.inferences += 1
         now = self.time_ms

@@ -10,7 +10,8 @@ from .embedding import (EMBEDDING_DIM, EMBEDDING_FRONTEND, EMBEDDING_STEP_SAMPLE
                         FeatureModels, compute_embeddings, compute_embeddings_batch, feature_models)
 from .features import Frontend, compute_features, compute_features_batch, validate_settings
 from .native import native_available
-from .quantize import FloatQuantizer, dynamic_scale_range, to_model_input, to_model_input_mfcc
+from .quantize import (FloatQuantizer, WindowQuantizer, dynamic_scale_range, to_model_input,
+                       to_model_input_mfcc)
 
 __all__ = [
     "Frontend",
@@ -19,6 +20,7 @@ __all__ = [
     "to_model_input",
     "to_model_input_mfcc",
     "FloatQuantizer",
+    "WindowQuantizer",
     "dynamic_scale_range",
     "validate_settings",
     "native_available",

@@ -78,13 +78,49 @@ class FloatQuantizer:
         self._q = np.zeros(shape, dtype=dtype)
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
-        v, half = self._v, self._half
-        np.divide(np.reshape(values, v.shape), self._scale, out=v, dtype=np.float64)
+        self.into(np.reshape(values, self._q.shape), self._q)
+        return self._q
+
+    def into(self, values: np.ndarray, out: np.ndarray) -> None:
+        """Quantise `values` (the buffers' shape, or their first rows) into `out` (its shape)."""
+        n = len(values)
+        v, half = self._v[:n], self._half[:n]
+        np.divide(values, self._scale, out=v, dtype=np.float64)
         np.copysign(0.5, v, out=half)
         np.add(v, half, out=v)
         np.trunc(v, out=v)                                  # round half away from zero
-        np.maximum(v, self._lo, out=v)
-        np.minimum(v, self._hi, out=v)
+        np.clip(v, self._lo, self._hi, out=v)
         np.add(v, self._zero_point, out=v)
-        np.copyto(self._q, v, casting="unsafe")
-        return self._q
+        np.copyto(out, v, casting="unsafe")
+
+
+class WindowQuantizer:
+    """A head's quantised input window over a stream of float frames, each frame quantised
+    once: the window moves by one or two frames per inference, so those are quantised and
+    the rest is shifted (the same values as quantising the whole window every time)."""
+
+    def __init__(self, shape: tuple[int, ...], scale: float, zero_point: int,
+                 dtype: Union[type, np.dtype] = np.int8) -> None:
+        """`shape`: the model input, [1, frames, channels] (or [frames, channels])."""
+        frames, channels = int(shape[-2]), int(shape[-1])
+        self._rows = FloatQuantizer((frames, channels), scale, zero_point, dtype)
+        self._window = np.zeros((frames, channels), dtype=dtype)
+        self.input = self._window.reshape(shape)     # a view: what the model is given
+        self._primed = False
+
+    def reset(self) -> None:
+        """The next update quantises the whole window."""
+        self._primed = False
+
+    def update(self, frames: np.ndarray, new: int) -> np.ndarray:
+        """The model input for the float window `frames`, of which the last `new` frames
+        were not in it at the previous update (any number; more than the window is all;
+        the first update after creation or `reset` quantises all)."""
+        q = self._window
+        n = min(max(new, 0), len(q)) if self._primed else len(q)
+        self._primed = True
+        if n:
+            if n < len(q):
+                q[:-n] = q[n:]
+            self._rows.into(frames[len(frames) - n:], q[len(q) - n:])
+        return self.input

@@ -253,3 +253,30 @@ def test_reset_on_detection_leaves_an_embedding_stream_running(words, embedding_
     assert max(t for _, _, t, _ in reset) < len(x) * 1000 // 16000 - 1500
     assert _run([f], x, [3000], k=4, detection=replace(f.detection, suppression_ms=0))[0] == reset
 
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_head_input_quantised_frame_by_frame_scores_as_the_whole_window(words, embedding_head_int8, k):
+    """An int8 head quantises only the embeddings new since its last inference; its scores
+    are those of its whole window quantised afresh, through detections and `reset()` (the
+    frames are forgotten)."""
+    model = KeywordModel.load(embedding_head_int8)
+    oracle = KeywordModel.load(embedding_head_int8)        # its own interpreter and quantiser
+    sp = KeywordSpotter(model, replace(model.detection, suppression_ms=0), embeddings_per_call=k)
+    assert sp._heads[0].quantizer is not None
+    steps: list[tuple[bool, list[int], list[int]]] = []
+
+    def check(now: int, scores: np.ndarray) -> None:
+        head = sp._heads[0]
+        window = head.stream.window(head.frames)
+        same_input = np.array_equal(head.quantizer.input, oracle.prepare_input(window))
+        steps.append((same_input, scores.tolist(), oracle.infer(window).tolist()))
+
+    sp.on_scores = check
+    found = []
+    for part in np.array_split(words, 7):
+        found += sp.feed(part)
+    sp.reset()
+    found += sp.feed(words[: len(words) // 2]) + sp.flush()
+    assert found and len(steps) > 100 and len({tuple(s) for _, s, _ in steps}) > 5
+    assert all(same for same, _, _ in steps)
+    assert [s for _, s, _ in steps] == [o for _, _, o in steps]

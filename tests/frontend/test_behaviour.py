@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from keywire.protocol.errors import KeywireError, ParamsError
-from keywire.agent.frontend import (FloatQuantizer, Frontend, compute_features, dynamic_scale_range,
-                                    to_model_input, to_model_input_mfcc, validate_settings)
+from keywire.agent.frontend import (FloatQuantizer, Frontend, WindowQuantizer, compute_features,
+                                    dynamic_scale_range, to_model_input, to_model_input_mfcc,
+                                    validate_settings)
 from keywire.protocol.frontend_settings import FrontendSettings
 
 from .conftest import MFCC, MICRO_SPEECH, ON_OFF_V3
@@ -105,6 +106,24 @@ def test_float_quantizer_gives_the_same_values_into_its_own_buffer():
     assert quantize(np.zeros((8, 6), np.float32)) is q                  # one buffer, reused
     with pytest.raises(ParamsError):
         FloatQuantizer((2,), scale=0.0, zero_point=0)
+
+
+def test_window_quantizer_quantises_new_frames_into_the_whole_window_s_values():
+    """A window moving over a stream of float frames, quantised frame by frame, holds the
+    values of the whole window quantised afresh, whatever the number of new frames."""
+    rng = np.random.default_rng(8)
+    stream = (rng.standard_normal((200, 6)) * 3).astype(np.float32)
+    stream[::7] = np.float32(0.25) * (np.arange(6) - 3)                  # exact halves of a step
+    window = WindowQuantizer((1, 8, 6), scale=0.5, zero_point=-18)
+    whole = FloatQuantizer((1, 8, 6), scale=0.5, zero_point=-18)
+    end = 8
+    for new in [0, 3, 1, 1, 2, 0, 8, 13, 1, 5, 7, 2] * 4:
+        end += new
+        frames = stream[end - 8:end]
+        q = window.update(frames, new)
+        assert q.shape == (1, 8, 6) and q.tolist() == whole(frames).tolist()
+    window.reset()                                                         # all of it next time
+    assert window.update(stream[:8], 0).tolist() == whole(stream[:8]).tolist()
 
 
 @pytest.mark.parametrize("changes,needle", [
