@@ -384,12 +384,11 @@ class KeywordSpotter:
                          model_sha256=m.sha256, device_id=self.device_id)
 
     def _reset_stream(self, stream: _Stream) -> None:
-        """MLTK's reset on detection (suppression_ms <= 1) starts the microfrontend's adaptive
-        state (noise estimate, PCAN) over: only for a stream with one head, since a shared
-        stream's other heads must not lose their features. Not for the speech embedding: it
-        has no adaptive state, and a restarted embedding stream computes nothing new for
-        1.76 s, so its head would score the same window again and detect every step."""
-        if stream.settings.frontend_type == EMBEDDING_FRONTEND:
+        """MLTK's reset on detection (suppression_ms <= 1) starts a frontend's adaptive state
+        (noise estimate, PCAN) over: for a frontend that has one (`resets_on_detection`; not
+        the speech embedding), and only for a stream with one head, since a shared stream's
+        other heads must not lose their features."""
+        if not stream.frontend.resets_on_detection:
             return
         if sum(h.stream is stream for h in self._heads) != 1:
             log.debug("not resetting a shared frontend on detection")

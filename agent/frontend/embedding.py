@@ -201,6 +201,9 @@ class EmbeddingFrontend:
     n_channels = EMBEDDING_DIM
     dtype = np.dtype(np.float32)
     native = False
+    # No adaptive state to restart on detection; a restarted stream would compute nothing
+    # new for 1.76 s, so its heads would score the same window again and detect every step.
+    resets_on_detection = False
 
     def __init__(self, embeddings_per_call: int = 1, segmented: bool = True) -> None:
         """`segmented=False` runs both feature models whole (the mel model once per block, the

@@ -44,6 +44,9 @@ class Frontend:
     False forces numpy. Both give identical features. MFCC always runs in numpy.
     """
 
+    # MLTK's reset on detection (suppression_ms <= 1) restarts this frontend's state.
+    resets_on_detection = True
+
     def __init__(self, settings: FrontendSettings, native: Optional[bool] = None) -> None:
         validate_settings(settings)
         self.settings = settings
