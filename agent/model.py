@@ -24,6 +24,7 @@ from keywire.protocol.sl_params import read_params
 from .frontend import FloatQuantizer, WindowQuantizer, to_model_input
 from .frontend.embedding import EMBEDDING_FRONTEND, embedding_window, feature_models
 from .interpreter import load_interpreter
+from .streaming_head import HeadStepper, step_model_bytes
 
 log = logging.getLogger("keywire.agent.model")
 
@@ -108,6 +109,9 @@ class KeywordModel:
             model._in_idx = interp.get_input_details()[0]["index"]
             model._out_idx = interp.get_output_details()[0]["index"]
             model.infer(probe)
+        stepper = model.stepper(num_threads)
+        if stepper is not None:     # a broken step model is refused at load too
+            stepper.scores(np.zeros(model.window_shape, dtype=np.float32), 0)
         return model
 
     def _check_input_shape(self) -> None:
@@ -207,6 +211,18 @@ class KeywordModel:
         if self.frontend.frontend_type != EMBEDDING_FRONTEND or self.input.dtype == np.float32:
             return None
         return WindowQuantizer(self.input.shape, self.input.scale, self.input.zero_point, self.input.dtype)
+
+    def stepper(self, num_threads: int = 1) -> Optional[HeadStepper]:
+        """A new streaming state for this head's step model (one per head on a stream), or
+        None for a model without one (every model but conv speech-embedding heads made by
+        `keywire train`)."""
+        if self.frontend.frontend_type != EMBEDDING_FRONTEND:
+            return None
+        data = step_model_bytes(self.data)
+        if data is None:
+            return None
+        return HeadStepper(data, self.window_shape[0], len(self.classes), self.output.dtype != np.float32,
+                           source=self.source, num_threads=num_threads)
 
     def infer(self, features: np.ndarray) -> np.ndarray:
         """uint8 score per class for one feature window (MLTK's score convention)."""

@@ -31,6 +31,7 @@ from .frontend import Frontend, WindowQuantizer
 from .frontend.embedding import (EMBEDDING_FRONTEND, EMBEDDING_STEP_SAMPLES, FIRST_EMBEDDING_SAMPLES,
                                  EmbeddingFrontend)
 from .model import KeywordModel
+from .streaming_head import HeadStepper
 
 log = logging.getLogger("keywire.spotter")
 
@@ -148,6 +149,7 @@ class _Head:
     next_inference: int
     frames: int             # feature frames one inference reads (the model's window)
     quantizer: Optional[WindowQuantizer] = None   # its input, quantised frame by frame
+    stepper: Optional[HeadStepper] = None         # its step model: one step per new embedding
     seen: int = 0           # the stream's `moved` at its last inference
 
 
@@ -156,11 +158,15 @@ class KeywordSpotter:
 
     def __init__(self, model: KeywordModel, detection: Optional[DetectionSettings] = None,
                  device_id: str = "", on_scores: Optional[ScoresHook] = None,
-                 native_frontend: Optional[bool] = None, embeddings_per_call: int = 1) -> None:
+                 native_frontend: Optional[bool] = None, embeddings_per_call: int = 1,
+                 step_heads: bool = True) -> None:
         """`native_frontend`: as `Frontend`'s `native` (None = the C frontend when built).
         `embeddings_per_call`: as `EmbeddingFrontend`'s; the heads of an embedding stream then
-        run on the same windows as with 1, up to (k-1) x 80 ms later."""
+        run on the same windows as with 1, up to (k-1) x 80 ms later. `step_heads`: run a
+        head that carries a step model one new embedding at a time (False: the whole window
+        every inference, as a head without one runs)."""
         self.device_id = device_id
+        self._step_heads = step_heads
         self._native_frontend = native_frontend
         self._embeddings_per_call = embeddings_per_call
         self.on_scores = on_scores
@@ -189,9 +195,10 @@ class KeywordSpotter:
     def _make_head(self, model: KeywordModel, detection: Optional[DetectionSettings]) -> _Head:
         det = detection or model.detection
         stream = self._stream_for(model.frontend)
+        stepper = model.stepper() if self._step_heads else None
         head = _Head(model=model, detection=det, detector=Detector(model.classes, det), stream=stream,
                      period=self._period_of(det, model), next_inference=0, frames=model.window_shape[0],
-                     quantizer=model.window_quantizer())
+                     quantizer=None if stepper else model.window_quantizer(), stepper=stepper)
         head.next_inference = self._stream_samples + head.period
         stream.reserve(head.frames)
         return head
@@ -264,6 +271,8 @@ class KeywordSpotter:
             s.restart(self._stream_samples)
         for h in self._heads:
             h.detector.reset()
+            if h.stepper is not None:
+                h.stepper.reset()
             h.next_inference = self._stream_samples + h.period
 
     def flush(self) -> list[Detection]:
@@ -358,7 +367,10 @@ class KeywordSpotter:
         if window is None:      # an embedding stream still warming up: no scores yet
             return None
         t0 = time.perf_counter()
-        if head.quantizer is None:
+        if head.stepper is not None:
+            new, head.seen = head.stream.moved - head.seen, head.stream.moved
+            scores = head.stepper.scores(window, new)
+        elif head.quantizer is None:
             scores = head.model.infer(window)
         else:
             new, head.seen = head.stream.moved - head.seen, head.stream.moved

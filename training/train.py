@@ -345,6 +345,7 @@ def export_model_dir(recipe: Recipe, model: Any, data: PreparedData, out_dir: Pa
     from .evaluate import EvalItem, evaluate_clips
     from .plots import save_plots
     from .export import model_params, to_float_tflite, to_int8_tflite, with_params
+    from .streaming_head import with_step_model
     from .history import save_history
 
     fe = recipe.frontend
@@ -361,6 +362,8 @@ def export_model_dir(recipe: Recipe, model: Any, data: PreparedData, out_dir: Pa
         params.setdefault("fe.embedding_sha256", embedding_model_sha256())
     int8 = with_params(to_int8_tflite(model, rep, fe.frontend_type != "microfrontend"), params)
     flt = with_params(to_float_tflite(model, fe), params)
+    if recipe.family == EMBEDDING:
+        int8, flt = with_step_model(model, rep, int8, True), with_step_model(model, rep, flt, False)
     tfl, ftfl = out_dir / f"{recipe.name}.tflite", out_dir / f"{recipe.name}.float.tflite"
     tfl.write_bytes(int8)
     ftfl.write_bytes(flt)

@@ -185,26 +185,31 @@ def _build_value(b: flatbuffers.Builder, tag: int, value: Any) -> int:
 
 def write_params(model: bytes, params: Mapping[str, Any]) -> bytes:
     """Return `model` with its SL_PARAMSv1 entry replaced (or added) by `params`."""
+    return write_metadata(model, METADATA_NAME, encode_params(params))
+
+
+def write_metadata(model: bytes, name: str, payload: bytes) -> bytes:
+    """Return `model` with its metadata entry `name` replaced (or added) by `payload`."""
     import numpy as np
 
-    find_metadata(model)  # validates the identifier before the heavy unpack
+    find_metadata(model, name)  # validates the identifier before the heavy unpack
     schema = tflite_file.schema()
     m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
-    payload = np.frombuffer(encode_params(params), dtype=np.uint8)
+    data = np.frombuffer(payload, dtype=np.uint8)
     for md in m.metadata or []:
-        name = md.name.decode() if isinstance(md.name, bytes) else md.name
-        if name == METADATA_NAME:
-            m.buffers[md.buffer].data = payload
+        key = md.name.decode() if isinstance(md.name, bytes) else md.name
+        if key == name:
+            m.buffers[md.buffer].data = data
             break
     else:
         buf = schema.BufferT()
-        buf.data = payload
+        buf.data = data
         m.buffers.append(buf)
         md = schema.MetadataT()
-        md.name = METADATA_NAME
+        md.name = name
         md.buffer = len(m.buffers) - 1
         m.metadata = (m.metadata or []) + [md]
-    b = flatbuffers.Builder(len(model) + 4096)
+    b = flatbuffers.Builder(len(model) + len(payload) + 4096)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
 

@@ -98,6 +98,66 @@ def test_agent_detects_with_the_head_in_a_stream(head_run: dict) -> None:
     assert hits >= 3, ([(d.keyword, d.time_ms) for d in found], truth)
 
 
+def _stream_run(model: KeywordModel, audio: np.ndarray, chunk: int, step_heads: bool):
+    scores: list[np.ndarray] = []
+    spotter = KeywordSpotter(model, step_heads=step_heads, on_scores=lambda t, s: scores.append(s.copy()))
+    found = []
+    for i in range(0, len(audio), chunk):
+        found += spotter.feed(audio[i:i + chunk])
+    spotter.reset()     # a second pass after reset starts the step state over
+    again: list = []
+    for i in range(0, len(audio), chunk):
+        again += spotter.feed(audio[i:i + chunk])
+    n = len(scores) // 2
+    assert [d.keyword for d in again] == [d.keyword for d in found]
+    return np.array(scores[:n], dtype=int), [(d.keyword, d.time_ms) for d in found], np.array(scores[n:], dtype=int)
+
+
+@pytest.mark.parametrize("name", ["head.tflite", "head.float.tflite"])
+def test_head_carries_a_step_model_that_streams_like_the_whole_window(head_run: dict, name: str) -> None:
+    """The exported heads (int8 and float) carry a step model; the spotter runs it one new
+    embedding at a time with the scores of the whole-window model (int8: within the
+    quantisation of its state), the same detections, at any chunk size, also after reset."""
+    from keywire.agent.streaming_head import step_model_bytes
+
+    data = (head_run["dir"] / name).read_bytes()
+    assert step_model_bytes(data) is not None
+    model = KeywordModel.load(head_run["dir"] / name)
+    assert model.stepper() is not None and model.stepper().kernel == 3
+    audio, _ = stream_of_words(["yes", "no", "up", "yes", "no"], ["en-us-nyc", "en-gb+m3"], gap_s=1.5,
+                               noise_dbfs=-50.0, seed=2)
+    whole, whole_found, _ = _stream_run(model, audio, 1600, step_heads=False)
+    stepped, found, after_reset = _stream_run(model, audio, 1600, step_heads=True)
+    odd, odd_found, _ = _stream_run(model, audio, 333, step_heads=True)
+    assert stepped.shape == whole.shape and len(stepped) > 100
+    diff = np.abs(stepped - whole)
+    if name == "head.float.tflite":
+        assert diff.max() <= 1, diff.max()
+    else:
+        assert diff.max() <= 12 and diff.mean() < 1.0, (diff.max(), diff.mean())
+    assert found == whole_found and found
+    assert np.array_equal(odd, stepped) and odd_found == found
+    assert np.array_equal(after_reset, stepped)
+
+
+def test_a_broken_step_model_is_refused_at_load_in_one_line(head_run: dict, tmp_path: Path) -> None:
+    from keywire.agent.streaming_head import STEP_METADATA, step_model_bytes
+    from keywire.protocol.errors import ModelError
+    from keywire.protocol.sl_params import write_metadata
+
+    data = (head_run["dir"] / "head.tflite").read_bytes()
+    step = bytearray(step_model_bytes(data))
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(write_metadata(data, STEP_METADATA, bytes(step[: len(step) // 2])))
+    with pytest.raises(ModelError, match="step model") as err:
+        KeywordModel.load(bad)
+    assert "\n" not in str(err.value) and "bad.tflite" in str(err.value)
+    other = (head_run["dir"] / "head.float.tflite").read_bytes()   # a step model of other shapes
+    mixed = tmp_path / "mixed.tflite"
+    mixed.write_bytes(write_metadata(data, STEP_METADATA, step_model_bytes(other)))
+    KeywordModel.load(mixed)    # same shapes, other numbers: it loads (the float form of the same head)
+
+
 def test_second_run_reuses_cached_embeddings(keywire_cli, head_run: dict) -> None:
     work = head_run["work"]
     r = keywire_cli("train", str(head_run["recipe"]), "--out", str(work / "again"), "--cache",
