@@ -172,7 +172,8 @@ class KeywordSpotter:
         self.on_scores = on_scores
         self.stats = SpotterStats()
         self._lock = threading.Lock()
-        self._pending_model: Optional[tuple[KeywordModel, Optional[DetectionSettings]]] = None
+        self._pending_model: Optional[tuple[KeywordModel, Optional[DetectionSettings],
+                                            Optional[HeadStepper]]] = None
         self._pending_detection: Optional[DetectionSettings] = None
         self._stream_samples = 0                        # every head has run up to here
         self._tail = _NO_SAMPLES                        # samples fed after that (held back)
@@ -192,10 +193,13 @@ class KeywordSpotter:
         self._new_streams.append(s)
         return s
 
-    def _make_head(self, model: KeywordModel, detection: Optional[DetectionSettings]) -> _Head:
+    def _make_head(self, model: KeywordModel, detection: Optional[DetectionSettings],
+                   stepper: Optional[HeadStepper] = None) -> _Head:
+        """`stepper`: the model's, made beforehand (a swap makes it outside the audio loop)."""
         det = detection or model.detection
         stream = self._stream_for(model.frontend)
-        stepper = model.stepper() if self._step_heads else None
+        if stepper is None and self._step_heads:
+            stepper = model.stepper()
         head = _Head(model=model, detection=det, detector=Detector(model.classes, det), stream=stream,
                      period=self._period_of(det, model), next_inference=0, frames=model.window_shape[0],
                      quantizer=None if stepper else model.window_quantizer(), stepper=stepper)
@@ -251,8 +255,9 @@ class KeywordSpotter:
     def swap_model(self, model: KeywordModel, detection: Optional[DetectionSettings] = None) -> None:
         """Use `model` as the primary from its next inference step on (thread-safe)."""
         (detection or model.detection).validate(len(model.classes))  # refused now, not in the audio loop
+        stepper = model.stepper() if self._step_heads else None     # its interpreter too
         with self._lock:
-            self._pending_model = (model, detection)
+            self._pending_model = (model, detection, stepper)
 
     def set_detection(self, detection: DetectionSettings) -> None:
         """New thresholds/window/suppression/latency for the primary model from its next
@@ -348,9 +353,9 @@ class KeywordSpotter:
             detection, self._pending_detection = self._pending_detection, None
         head = self._heads[0]
         if pending is not None:
-            model, det = pending
+            model, det, stepper = pending
             log.info("switching model %s -> %s", head.model.name, model.name)
-            new = self._make_head(model, det)
+            new = self._make_head(model, det, stepper)
             self._heads[0] = head = new
         if detection is not None:
             head.detection = detection

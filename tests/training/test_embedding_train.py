@@ -140,6 +140,24 @@ def test_head_carries_a_step_model_that_streams_like_the_whole_window(head_run: 
     assert np.array_equal(after_reset, stepped)
 
 
+def test_swapping_to_a_step_head_mid_stream_keeps_detecting(head_run: dict) -> None:
+    """A hot swap to a head with a step model (its state made in `swap_model`, outside the
+    audio loop) starts it over from the whole window: the words after the swap are found."""
+    audio, truth = stream_of_words(["yes", "no", "yes", "no"], ["en-us-nyc", "en-gb+m3"], gap_s=2.0,
+                                   noise_dbfs=-55.0, seed=1)
+    spotter = KeywordSpotter(KeywordModel.load(head_run["dir"] / "head.float.tflite"))
+    half = len(audio) // 2
+    found = spotter.feed(audio[:half])
+    spotter.swap_model(KeywordModel.load(head_run["dir"] / "head.tflite"))
+    after = []
+    for i in range(half, len(audio), 1600):
+        after += spotter.feed(audio[i:i + 1600])
+    assert spotter.model.source.endswith("head.tflite")
+    late = [(w, t) for w, t in truth if t * 16000 > half]
+    hits = sum(any(d.keyword == w and t <= d.time_ms / 1000 <= t + 2.0 for d in after) for w, t in late)
+    assert late and hits >= len(late) - 1, ([(d.keyword, d.time_ms) for d in found + after], truth)
+
+
 def test_a_broken_step_model_is_refused_at_load_in_one_line(head_run: dict, tmp_path: Path) -> None:
     from keywire.agent.streaming_head import STEP_METADATA, step_model_bytes
     from keywire.protocol.errors import ModelError
