@@ -82,18 +82,20 @@ class HeadStepper:
             return self._scores
         if self._scores is None or new > n - k:
             self._state, new = self._zero, n - k + 1
-        interp = self._interp
-        raw: Any = None
+        set_tensor, state_idx, emb_idx, shape = self._interp.set_tensor, self._state_idx, self._emb_idx, self._emb_shape
+        invoke, get_tensor, next_idx = self._interp.invoke, self._interp.get_tensor, self._next_idx
+        state = self._state
         try:
-            for t in range(n - new, n):
-                interp.set_tensor(self._emb_idx, window[t - k + 1:t + 1].reshape(self._emb_shape))
-                interp.set_tensor(self._state_idx, self._state)
-                interp.invoke()
-                self._state = interp.get_tensor(self._next_idx)
-            raw = interp.get_tensor(self._scores_idx)
+            for t in range(n - new + 1, n + 1):
+                set_tensor(emb_idx, window[t - k:t].reshape(shape))
+                set_tensor(state_idx, state)
+                invoke()
+                state = get_tensor(next_idx)
+            raw = get_tensor(self._scores_idx)
         except (RuntimeError, ValueError) as exc:
             detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{self._source}: the TFLite runtime cannot run its step model: {detail}") from None
+        self._state = state
         p = self._buf
         np.multiply(raw.reshape(-1), self._factor, out=p)
         if self._round:

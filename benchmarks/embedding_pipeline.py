@@ -1,7 +1,7 @@
 """Cost of speech-embedding heads: CPU-seconds per audio-hour and RSS with one and with three
 heads on one shared embedding stream, against pymicro-wakeword in the same run.
 
-    nice -n 10 .venv/bin/python benchmarks/embedding_pipeline.py --minutes 3 [--head H.tflite ...]
+    nice -n 10 .venv/bin/python benchmarks/embedding_pipeline.py --minutes 3 [--head H.tflite ...] [--whole-heads]
 
 Every configuration runs in its own child process on the same int16 audio (the stream of
 benchmarks/throughput_vs_microwakeword.py: Speech Commands keywords over background from
@@ -42,7 +42,7 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
-def child(kind: str, audio_path: str, chunk: int, heads: list[str], k: int) -> dict:
+def child(kind: str, audio_path: str, chunk: int, heads: list[str], k: int, whole: bool = False) -> dict:
     """One configuration in a fresh process: CPU seconds over the audio and peak RSS."""
     audio = np.load(audio_path)
     if kind == "pymicro":
@@ -60,12 +60,12 @@ def child(kind: str, audio_path: str, chunk: int, heads: list[str], k: int) -> d
         from keywire.agent.model import KeywordModel
         from keywire.agent.spotter import KeywordSpotter
         models = [KeywordModel.load(p) for p in heads]
-        spot = KeywordSpotter(models[0], embeddings_per_call=k)
+        spot = KeywordSpotter(models[0], embeddings_per_call=k, step_heads=not whole)
         for m in models[1:]:
             spot.add_model(m)
         step = lambda x: len(spot.feed(x))   # noqa: E731
         reset, name = spot.reset, (f"keywire, {len(models)} embedding head{'s' if len(models) > 1 else ''}, "
-                                   f"{k} per call")
+                                   f"{k} per call{', whole windows' if whole else ''}")
 
     def go(x: np.ndarray) -> int:
         return sum(step(x[i:i + chunk]) for i in range(0, len(x), chunk))
@@ -86,11 +86,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--embeddings-per-call", type=int, default=4,
                     help="K of the agent's setting (rows with 1 and with K); default 4, the agent's default")
-    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--whole-heads", action="store_true",
+                    help="run heads that carry a step model over the whole window every inference")
+    ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        kind, audio_path, chunk, heads, k = args.child
-        print(json.dumps(child(kind, audio_path, int(chunk), json.loads(heads), int(k))))
+        kind, audio_path, chunk, heads, k, whole = args.child
+        print(json.dumps(child(kind, audio_path, int(chunk), json.loads(heads), int(k), whole == "1")))
         return 0
     heads = args.head
     if not heads:
@@ -111,7 +113,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                    for kind, hs in (("stream", []), ("spotter", three[:1]), ("spotter", three))]
     plan += [("whole", [], kk) for kk in ks]
     for kind, hs, kk in plan:
-        r = subprocess.run([sys.executable, __file__, "--child", kind, str(tmp), str(chunk), json.dumps(hs), str(kk)],
+        r = subprocess.run([sys.executable, __file__, "--child", kind, str(tmp), str(chunk), json.dumps(hs), str(kk),
+                            "1" if args.whole_heads else "0"],
                            capture_output=True, text=True, check=True)
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
     ref = rows[0]["cpu_s"]
