@@ -17,12 +17,13 @@ entry; an agent without it (or a head without it) runs the whole window every in
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from keywire.protocol.errors import ModelError
+log = logging.getLogger("keywire.training.streaming_head")
 
 _HEAD_LAYERS = {"rescale", "noise", "in_drop", "pool", "drop", "fc", "scores"}
 
@@ -53,7 +54,7 @@ class _Member:
 
 
 def _members(model: Any) -> list[Any]:
-    """The conv heads a model is made of (itself, or an ensemble's members), or None."""
+    """The heads a model is made of: itself, or an ensemble's members."""
     import keras
 
     subs = [layer for layer in model.layers if isinstance(layer, keras.Model)]
@@ -151,7 +152,7 @@ def run_steps(step: Any, windows: np.ndarray) -> tuple[np.ndarray, list[tuple[np
 def to_step_tflite(model: Any, windows: np.ndarray, int8: bool = True) -> Optional[bytes]:
     """The step model (float inputs and outputs; int8 inside with `int8`, calibrated on
     `windows` [n, N, 96] of training embeddings) of a conv head, or None for a head that has
-    no step form. `ModelError` when the step model does not reproduce the full model."""
+    no step form or whose step form does not reproduce it (a warning says so)."""
     import tensorflow as tf
 
     from .export import _convert, _converter
@@ -162,9 +163,10 @@ def to_step_tflite(model: Any, windows: np.ndarray, int8: bool = True) -> Option
         return None
     full = np.asarray(model(windows, training=False))
     stepped, last = run_steps(step, windows)
-    if float(np.max(np.abs(full - stepped))) > 1e-4:
-        raise ModelError(f"the step form of {model.name} differs from the model by "
-                         f"{float(np.max(np.abs(full - stepped))):.2g}; not exported")
+    gap = float(np.max(np.abs(full - stepped)))
+    if gap > 1e-4:      # a layer that is not what its name says: the head runs whole
+        log.warning("the step form of %s differs from the model by %.2g; exported without it", model.name, gap)
+        return None
 
     def gen() -> Iterable[dict[str, np.ndarray]]:
         for emb, state in last:

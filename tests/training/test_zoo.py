@@ -62,3 +62,42 @@ def test_unknown_model_names_are_errors(tmp_path: Path) -> None:
     (tmp_path / "nobuild.py").write_text("x = 1\n")
     with pytest.raises(ConfigError, match="no function build"):
         resolve(str(tmp_path / "nobuild.py"))
+
+
+STEP_CODE = r"""
+import json
+import numpy as np
+from keywire.training import zoo
+from keywire.training.streaming_head import run_steps, step_model
+rng = np.random.default_rng(0)
+out = {}
+for name, shape, options in [("embedding_conv", (16, 96), {}), ("embedding_conv", (24, 96), {"kernel": 5}),
+                             ("embedding_conv", (12, 96), {"layers_": 3}), ("embedding_conv", (9, 96), {"kernel": 5}),
+                             ("embedding_dense", (16, 96), {})]:
+    m, _ = zoo.build(name, shape, 4, options)
+    step = step_model(m, shape[0])
+    key = f"{name}{shape}{sorted(options.items())}"
+    if step is None:
+        out[key] = None
+        continue
+    x = rng.normal(0, 5, (8,) + shape).astype(np.float32)
+    stepped, last = run_steps(step, x)
+    out[key] = [float(np.max(np.abs(np.asarray(m(x, training=False)) - stepped))), int(step.inputs[0].shape[1]),
+                int(step.inputs[1].shape[1]), len(last)]
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_conv_heads_have_a_step_form_that_reproduces_them() -> None:
+    """`embedding_conv` heads of any kernel and depth get a step model whose scores after
+    N-k+1 steps equal the whole head's; a head with too few pooled positions or a dense head
+    gets none."""
+    out = json.loads(run_python(STEP_CODE).stdout.split("RESULT", 1)[1])
+    gap, k, state, n = out["embedding_conv(16, 96)[]"]
+    assert gap < 1e-4 and k == 3 and state == 2 * 64 + 11 * 64 and n == 8
+    gap, k, state, _ = out["embedding_conv(24, 96)[('kernel', 5)]"]
+    assert gap < 1e-4 and k == 5 and state == 4 * 64 + 15 * 64
+    gap, k, state, _ = out["embedding_conv(12, 96)[('layers_', 3)]"]
+    assert gap < 1e-4 and state == 2 * 64 + 2 * 64 + 5 * 64
+    assert out["embedding_conv(9, 96)[('kernel', 5)]"] is None     # 9 - 2 x 4 = 1 position pooled
+    assert out["embedding_dense(16, 96)[]"] is None
