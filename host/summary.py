@@ -14,7 +14,8 @@ import numpy as np
 
 from keywire.protocol import tflite_file
 from keywire.protocol.errors import ModelError
-from keywire.protocol.sl_params import find_metadata, read_params
+from keywire.agent.streaming_head import step_model_bytes
+from keywire.protocol.sl_params import read_params
 
 _TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8"}
 _TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1}
@@ -40,6 +41,14 @@ class ModelSummary:
     total_weight_bytes: int
     peak_activation_bytes: int = 0  # most bytes of activations alive during one op
     parameters: dict[str, Any] = field(default_factory=dict)
+    step_model: dict[str, Any] | None = None  # a speech-embedding head's step form: bytes, MACs per step
+
+    def step_line(self) -> str:
+        """One line on the step model, or ""."""
+        if not self.step_model:
+            return ""
+        return (f"Step model (KW_STEPv1): {self.step_model['bytes']:,} bytes, {self.step_model['macs']:,} MACs "
+                "per new embedding (the agent runs it instead of the whole window)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -56,6 +65,8 @@ class ModelSummary:
         lines += ["", f"Total MACs: {self.total_macs:,}", f"Weights: {self.total_weight_bytes:,} bytes",
                   f"Activations: {self.peak_activation_bytes:,} bytes at peak (live tensors; a TFLM arena "
                   f"needs this plus its scratch buffers and bookkeeping)"]
+        if self.step_model:
+            lines.append(self.step_line())
         for t in self.inputs:
             lines.append(f"Input:  {t['name']} {t['dtype']} {t['shape']} scale={t['scale']:.6g} zero_point={t['zero_point']}")
         for t in self.outputs:
@@ -115,15 +126,20 @@ def _summarize(path: Path, data: bytes) -> ModelSummary:
         layers.append(LayerSummary(k, name, ins, outs, _macs(name, ins, outs)))
         op_tensors.append(([int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else [],
                            [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []))
-    weight_bytes = sum(m.Buffers(i).DataLength() for i in range(m.BuffersLength()))
+    metadata = {m.Metadata(i).Buffer() for i in range(m.MetadataLength())}   # parameters, step model
+    weight_bytes = sum(m.Buffers(i).DataLength() for i in range(m.BuffersLength()) if i not in metadata)
     params = read_params(data)
-    weight_bytes -= len(_param_bytes(data))
+    step = step_model_bytes(data)
+    step_model = None
+    if step is not None:
+        inner = _summarize(Path(f"{path}#KW_STEPv1"), step)
+        step_model = {"bytes": len(step), "macs": inner.total_macs, "weight_bytes": inner.total_weight_bytes}
     return ModelSummary(
         path=str(path), size_bytes=len(data),
         inputs=[tensor(int(i)) for i in g.InputsAsNumpy()],
         outputs=[tensor(int(i)) for i in g.OutputsAsNumpy()],
         layers=layers, total_macs=sum(x.macs for x in layers), total_weight_bytes=weight_bytes,
-        peak_activation_bytes=_peak_activations(m, g, op_tensors), parameters=params)
+        peak_activation_bytes=_peak_activations(m, g, op_tensors), parameters=params, step_model=step_model)
 
 
 def _peak_activations(m: Any, g: Any, op_tensors: list[tuple[list[int], list[int]]]) -> int:
@@ -151,10 +167,6 @@ def _peak_activations(m: Any, g: Any, op_tensors: list[tuple[list[int], list[int
     live = [i for i in first if is_activation(i)]
     return max((sum(nbytes(i) for i in live if first[i] <= k <= last.get(i, first[i]))
                 for k in range(n_ops)), default=0)
-
-
-def _param_bytes(data: bytes) -> bytes:
-    return find_metadata(data) or b""
 
 
 def _macs(op: str, ins: list[list[int]], outs: list[list[int]]) -> int:

@@ -170,8 +170,9 @@ def show_summary(s: Any) -> None:
                right=(0, 4)), c)
     for line in (f"Total MACs: {s.total_macs:,}", f"Weights: {s.total_weight_bytes:,} bytes",
                  f"Activations: {s.peak_activation_bytes:,} bytes at peak (live tensors; a TFLM arena needs this "
-                 "plus its scratch buffers and bookkeeping)"):
-        c.print(line, markup=False)
+                 "plus its scratch buffers and bookkeeping)", s.step_line()):
+        if line:
+            c.print(line, markup=False)
     rows = [(kind, t["name"], t["dtype"], str(t["shape"]), f"{t['scale']:.6g}", t["zero_point"])
             for kind, ts in (("input", s.inputs), ("output", s.outputs)) for t in ts]
     show(table("tensors", ("", "name", "type", "shape", "scale", "zero point"), rows,
