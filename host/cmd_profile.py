@@ -46,6 +46,8 @@ class Profile:
     m33_macs_per_cycle: float
     m33_ms_estimate: float
     assumption: str
+    step_latency_ms: dict[str, float] | None = None   # a head's step model: one new embedding
+    step_macs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +83,17 @@ def profile_model(path: Path, runs: int = 200, mhz: float = DEFAULT_MHZ,
         model.infer(window)
         times.append((time.perf_counter() - t0) * 1000.0)
     t = np.array(times)
+    step_latency, stepper = None, model.stepper()
+    if stepper is not None:     # what the agent runs per new embedding instead of the window
+        stepper.scores(window, len(window))
+        steps = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            stepper.scores(window, 1)
+            steps.append((time.perf_counter() - t0) * 1000.0)
+        st = np.array(steps)
+        step_latency = {"mean": float(st.mean()), "p50": float(np.percentile(st, 50)),
+                        "p90": float(np.percentile(st, 90)), "p99": float(np.percentile(st, 99)), "max": float(st.max())}
     spotter = KeywordSpotter(model)
     chunk = fe.sample_rate_hz // 10
     c0 = time.process_time()
@@ -103,7 +116,8 @@ def profile_model(path: Path, runs: int = 200, mhz: float = DEFAULT_MHZ,
         assumption=(f"Cortex-M33 estimate = MACs / ({macs_per_cycle:g} MAC per cycle x {mhz:g} MHz): CMSIS-NN int8 "
                     "kernels issue up to 2 MACs per cycle with the DSP extension and reach about half of that "
                     "with loads and requantisation; the frontend, non-MAC ops and an accelerator (the MG24's "
-                    "MVP) are not counted. An estimate to compare models by, not a measurement."))
+                    "MVP) are not counted. An estimate to compare models by, not a measurement."),
+        step_latency_ms=step_latency, step_macs=s.step_model["macs"] if s.step_model else None)
 
 
 def profile(
@@ -133,6 +147,12 @@ def profile(
     rows = [
         ("host: one inference", f"{lat['p50']:.3f} ms median, {lat['p90']:.3f} p90, {lat['p99']:.3f} p99, "
                                 f"{lat['max']:.3f} max ({p.runs} runs)"),
+    ]
+    if p.step_latency_ms is not None:
+        st = p.step_latency_ms
+        rows.append(("host: one step (new embedding)", f"{st['p50']:.3f} ms median, {st['p90']:.3f} p90, "
+                     f"{st['p99']:.3f} p99, {p.step_macs:,} MACs: the agent runs this instead of the window"))
+    rows += [
         ("host: streaming pipeline", f"{p.stream_cpu_ms_per_s:.1f} ms CPU per s of audio "
                                      f"({p.inferences_per_s:.1f} inferences/s, frontend included)"),
         ("MACs", f"{p.macs:,} per inference"),

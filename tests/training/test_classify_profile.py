@@ -87,7 +87,12 @@ def test_profile_reports_latency_arena_macs_and_m33_estimate(keywire_cli) -> Non
     assert 0 < p["latency_ms"]["p50"] <= p["latency_ms"]["p90"] <= p["latency_ms"]["p99"] <= p["latency_ms"]["max"]
     assert p["m33_ms_estimate"] == pytest.approx(p["macs"] / (0.5 * 78e6) * 1000)
     assert "MAC per cycle" in p["assumption"] and 0 < p["inferences_per_s"] <= 100
+    assert p["step_macs"] == s.step_model["macs"] and 0 < p["step_macs"] < p["macs"] / 10  # speech12's step form
+    assert 0 < p["step_latency_ms"]["p50"] <= p["step_latency_ms"]["max"]
     r = keywire_cli("profile", "speech12", "--runs", "20", timeout=120)
     assert r.returncode == 0 and "Cortex-M33 @ 78 MHz" in r.stdout and "p50/p90/p99" in r.stdout
+    assert "one step (new embedding)" in r.stdout
+    r = keywire_cli("profile", "on_off", "--runs", "5", "--json", timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["step_macs"] is None
     r = keywire_cli("profile", "speech12", "--runs", "0", timeout=60)
     assert r.returncode == 2 and "--runs must be at least 1" in r.stderr
