@@ -81,6 +81,13 @@ def load_interpreter(model: bytes, num_threads: int = 1,
     return interp
 
 
+def error_line(exc: BaseException) -> str:
+    """The first line of an error the runtime raised while running a model (its type when it
+    says nothing), short enough for a one-line message."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
 def _first_line(exc: BaseException) -> str:
     """The first non-empty line of the runtime's message (it is sometimes empty, e.g. when
     allocating a huge declared tensor fails)."""

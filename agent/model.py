@@ -23,7 +23,7 @@ from keywire.protocol.sl_params import read_params
 
 from .frontend import FloatQuantizer, WindowQuantizer, to_model_input
 from .frontend.embedding import EMBEDDING_FRONTEND, embedding_window, feature_models
-from .interpreter import load_interpreter
+from .interpreter import error_line, load_interpreter
 from .streaming_head import HeadStepper, step_model_bytes
 
 log = logging.getLogger("keywire.agent.model")
@@ -236,8 +236,7 @@ class KeywordModel:
             interp.invoke()
             raw = interp.get_tensor(self._out_idx)
         except (RuntimeError, ValueError) as exc:
-            detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{self.source}: the TFLite runtime cannot run this model: {detail}") from None
+            raise ModelError(f"{self.source}: the TFLite runtime cannot run this model: {error_line(exc)}") from None
         return scores_to_uint8(raw.reshape(-1), self.output.dtype)
 
 

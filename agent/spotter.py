@@ -372,14 +372,13 @@ class KeywordSpotter:
         if window is None:      # an embedding stream still warming up: no scores yet
             return None
         t0 = time.perf_counter()
+        new, head.seen = head.stream.moved - head.seen, head.stream.moved   # frames new to this head
         if head.stepper is not None:
-            new, head.seen = head.stream.moved - head.seen, head.stream.moved
             scores = head.stepper.scores(window, new)
-        elif head.quantizer is None:
-            scores = head.model.infer(window)
-        else:
-            new, head.seen = head.stream.moved - head.seen, head.stream.moved
+        elif head.quantizer is not None:
             scores = head.model.infer_input(head.quantizer.update(window, new))
+        else:
+            scores = head.model.infer(window)
         self.stats.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
         self.stats.inferences += 1
         now = self.time_ms

@@ -18,7 +18,7 @@ import numpy as np
 from keywire.protocol.errors import ModelError
 from keywire.protocol.sl_params import find_metadata
 
-from .interpreter import load_interpreter
+from .interpreter import error_line, load_interpreter
 
 STEP_METADATA = "KW_STEPv1"
 
@@ -42,8 +42,7 @@ class HeadStepper:
         self._source = source
         try:
             runner = interp.get_signature_runner()
-            ins = {k: v for k, v in runner.get_input_details().items()}
-            outs = {k: v for k, v in runner.get_output_details().items()}
+            ins, outs = dict(runner.get_input_details()), dict(runner.get_output_details())
             del runner          # it holds views of the interpreter's buffers
         except (ValueError, RuntimeError, KeyError) as exc:
             raise ModelError(f"{source}: its step model has no signature ({exc})") from None
@@ -93,8 +92,7 @@ class HeadStepper:
                 state = get_tensor(next_idx)
             raw = get_tensor(self._scores_idx)
         except (RuntimeError, ValueError) as exc:
-            detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{self._source}: the TFLite runtime cannot run its step model: {detail}") from None
+            raise ModelError(f"{self._source}: the TFLite runtime cannot run its step model: {error_line(exc)}") from None
         self._state = state
         p = self._buf
         np.multiply(raw.reshape(-1), self._factor, out=p)

@@ -181,7 +181,6 @@ def to_step_tflite(model: Any, windows: np.ndarray, int8: bool = True) -> Option
     return _convert(conv)
 
 
-
 def with_step_model(model: Any, windows: np.ndarray, tflite: bytes, int8: bool) -> bytes:
     """The head's .tflite carrying its step model (unchanged for a head without a step form)."""
     from keywire.agent.streaming_head import STEP_METADATA
