@@ -26,21 +26,14 @@ import numpy as np
 
 from keywire.agent.detector import Detector
 from keywire.agent.spotter import KeywordSpotter
-from keywire.training.audio import load_clip
+from keywire.training import hard_negatives
 from keywire.training.evaluate import load_any_model
 
 
 def keyword_free_stream(folders: list[str], seed: int = 0, rate: int = 16000) -> tuple[np.ndarray, int]:
     """(int16 stream, recordings) of every WAV in the folders, in name order, with gaps."""
-    rng = np.random.default_rng(seed)
-    parts: list[np.ndarray] = []
     files = [p for f in folders for p in sorted(Path(f).rglob("*.wav"))]
-    for p in files:
-        gap = int(rng.uniform(0.3, 1.0) * rate)
-        parts.append((rng.standard_normal(gap) * 32767 * 10 ** (-60 / 20)).astype(np.int16))
-        parts.append(load_clip(p, rate))
-    parts.append(np.zeros(rate, np.int16))
-    return np.concatenate(parts), len(files)
+    return hard_negatives.keyword_free_stream(files, seed, rate), len(files)
 
 
 def run(model_path: str, audio: np.ndarray, thresholds: list[int]) -> dict:

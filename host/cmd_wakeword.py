@@ -32,6 +32,9 @@ def wakeword(
     calibration_sentences: Annotated[int, typer.Option(help="Sentences of keyword-free calibration speech.")] = 200,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
     copies: Annotated[int, typer.Option(help="Augmented stream-like windows per training clip.")] = 2,
+    hard_negatives: Annotated[float, typer.Option(
+        help="Train twice: the second time, moments of the keyword-free training speech that the first "
+             "head scored at least this probability for a wake word are negatives (0 = train once).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     jobs: Annotated[int, typer.Option(help="Parallel TTS processes.")] = 2,
     cache: Annotated[Optional[Path], typer.Option(help="Embedding cache folder.", envvar="KEYWIRE_CACHE")] = None,
@@ -56,7 +59,8 @@ def wakeword(
             v.strip() for v in voices.split(",") if v.strip()), max_voices=max_voices, per_word=per_word,
         confusables=confusables, common_words=common_words, per_negative=per_negative,
         salad_sentences=speech_sentences, calibration_sentences=calibration_sentences, epochs=epochs,
-        copies=copies, data=tuple(data or ()), background=tuple(background or ()), seed=seed, jobs=jobs,
+        copies=copies, hard_negatives=hard_negatives, data=tuple(data or ()), background=tuple(background or ()),
+        seed=seed, jobs=jobs,
         cache=cache, work=work)
     say = (lambda m: None) if quiet else (lambda m: typer.echo(m, err=True))
     with _native_quiet():

@@ -72,6 +72,10 @@ class Recipe:
     unknown_class_percentage: float = 100.0  # 0 = no _unknown_ class
     silence_class_percentage: float = 100.0  # 0 = no _silence_ class
     speech_unknown_percentage: float = 0.0  # extra `_unknown_` windows cut from background_speech
+    hard_negative_probability: float = 0.0  # speech_embedding family: train twice; the second
+                                          # time, every moment of background_speech where the
+                                          # first model gave a keyword at least this
+                                          # probability is an `_unknown_` example (0 = off)
     validation_percentage: float = 10.0
     testing_percentage: float = 10.0
     split_salt: str = ""                  # "" = Speech Commands' own hash split; any other value
@@ -200,6 +204,19 @@ class Recipe:
         if self.speech_unknown_percentage > 0 and self.unknown_class_percentage <= 0:
             raise ConfigError("recipe field 'speech_unknown_percentage' needs an _unknown_ class "
                               "(unknown_class_percentage > 0)")
+        p = self.hard_negative_probability
+        if p:
+            if not 0 < p < 1:
+                raise ConfigError(f"recipe field 'hard_negative_probability' must be within 0..1 (0 = off), got {p}")
+            if self.family != EMBEDDING:
+                raise ConfigError("recipe field 'hard_negative_probability' needs the speech_embedding frontend "
+                                  "([frontend] type = \"speech_embedding\")")
+            if not self.background_speech:
+                raise ConfigError("recipe field 'hard_negative_probability' is above 0 but 'background_speech' "
+                                  "(the keyword-free speech it mines) is empty")
+            if self.unknown_class_percentage <= 0:
+                raise ConfigError("recipe field 'hard_negative_probability' needs an _unknown_ class "
+                                  "(unknown_class_percentage > 0)")
         if a.stream_dbfs[1] > 0:
             raise ConfigError(f"recipe field 'augmentation.stream_dbfs' must be at most 0 dBFS, got {list(a.stream_dbfs)}")
         for name in ("noise_probability", "specaugment_probability", "babble_probability", "stream_probability"):

@@ -230,35 +230,66 @@ def train(recipe: Recipe, out_dir: Path, cache_root: Optional[Path] = None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras_path = out_dir / f"{recipe.name}.keras"
-    members, histories = [], []
     plan = member_recipes(recipe)
-    with tempfile.TemporaryDirectory(prefix="keywire-members-") as tmp:
-        for i, member in enumerate(plan):
-            path = keras_path
-            if len(plan) > 1:
-                _say(progress, f"ensemble member {i + 1}/{len(plan)}: {member.model} (seed {member.seed})")
-                path = Path(tmp) / f"member{i}.keras"
-            # a transfer factory builds the recipe's own model, not the other architectures
-            own = factory if i < recipe.ensemble else None
-            best, history, binary = _fit(member, data, path, progress, own, verbose)
-            members.append(best)
-            histories.append(history)
+    best, histories, binary = _fit_members(plan, recipe, data, progress, factory, verbose)
+    mined = None
+    if recipe.hard_negative_probability > 0:
+        mined = _add_hard_negatives(recipe, best, data, progress)
+        if len(mined.blocks):
+            _say(progress, "training again with the hard negatives")
+            best, histories, binary = _fit_members(plan, recipe, data, progress, factory, verbose)
     history = histories[0]
-    if len(members) > 1:
-        best = ensemble_model(members)
     best.save(keras_path)  # weights only, no optimizer state: a third of the checkpoint's size
     result = export_model_dir(recipe, best, data, out_dir, history, binary)
     result.seconds = time.monotonic() - t0
     report = dict(result.report)
     report["training_seconds"] = round(result.seconds, 1)
-    if len(members) > 1:
+    if len(plan) > 1:
         report["members"] = [m.model for m in plan]
         report["members_best_val_accuracy"] = [max(h.get("val_accuracy", [0.0]) or [0.0]) for h in histories]
+    if mined is not None:
+        report["hard_negatives"] = mined.summary()
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     result.report = report
     for w in report.get("warnings", []):
         _say(progress, f"warning: {w}")
     return result
+
+
+def _fit_members(plan: Sequence[Recipe], recipe: Recipe, data: PreparedData, progress: Optional[Progress],
+                 factory: Optional[ModelFactory], verbose: int) -> tuple[Any, list[dict[str, list[float]]], bool]:
+    """Train every member of `plan` (`member_recipes`); (the model, or the ensemble of the
+    members' best checkpoints, their histories, binary?)."""
+    members, histories = [], []
+    with tempfile.TemporaryDirectory(prefix="keywire-members-") as tmp:
+        for i, member in enumerate(plan):
+            if len(plan) > 1:
+                _say(progress, f"ensemble member {i + 1}/{len(plan)}: {member.model} (seed {member.seed})")
+            # a transfer factory builds the recipe's own model, not the other architectures
+            own = factory if i < recipe.ensemble else None
+            best, history, binary = _fit(member, data, Path(tmp) / f"member{i}.keras", progress, own, verbose)
+            members.append(best)
+            histories.append(history)
+    return (ensemble_model(members) if len(members) > 1 else members[0]), histories, binary
+
+
+def _add_hard_negatives(recipe: Recipe, model: Any, data: PreparedData, progress: Optional[Progress]):
+    """Mine the recipe's keyword-free speech with a first `model` and add each event as an
+    `_unknown_` training example (every feature copy the same window block)."""
+    from .hard_negatives import mine_speech
+
+    x = data.x["train"]
+    mined = mine_speech(model, data.speech_files, recipe.embedding_frames, x.shape[2], recipe.classes,
+                        recipe.keywords, recipe.hard_negative_probability, recipe.seed)
+    counts = ", ".join(f"{k} {v}" for k, v in mined.by_keyword.items()) or "none"
+    _say(progress, f"hard negatives: {len(mined.blocks)} moments of {mined.hours:.2f} h of keyword-free speech "
+                   f"reach {recipe.hard_negative_probability:g} ({counts})")
+    if len(mined.blocks):
+        block = np.repeat(mined.blocks[:, None].astype(x.dtype), x.shape[1], axis=1)
+        data.x["train"] = np.concatenate([x, block])
+        data.y["train"] = np.concatenate([data.y["train"],
+                                          np.full(len(block), recipe.classes.index(UNKNOWN), np.int64)])
+    return mined
 
 
 def _fit(recipe: Recipe, data: PreparedData, keras_path: Path, progress: Optional[Progress],

@@ -51,6 +51,9 @@ class WakewordSpec:
     epochs: int = 30
     copies: int = 2                       # augmented stream-like windows per training clip
     embedding_frames: int = 16
+    hard_negatives: float = 0.0           # train twice, the second time with the moments of the
+                                          # keyword-free training speech where the first head
+                                          # gave a wake word this probability (0 = once)
     data: tuple[Path, ...] = ()           # real recordings, Speech Commands layout
     background: tuple[Path, ...] = ()     # real keyword-free speech (WAV files or folders)
     seed: int = 0
@@ -64,6 +67,8 @@ class WakewordSpec:
         for w in self.words:
             normalize_word(w)
             speakable_or_raise(w)
+        if not 0 <= self.hard_negatives < 1:
+            raise ConfigError(f"--hard-negatives must be within 0..1 (0 = off), got {self.hard_negatives}")
         if not self.target_fa_per_hour > 0:
             raise ConfigError(f"--target-fa-per-hour must be positive, got {self.target_fa_per_hour}")
         for name in ("per_word", "epochs", "per_negative", "jobs", "salad_sentences", "calibration_sentences"):
@@ -302,6 +307,7 @@ def wakeword_recipe(spec: WakewordSpec, words: Sequence[str], synth_dir: Path, s
         "background_noise": [str(noise)],
         "background_speech": [str(speech)] + [str(f) for f in real_speech],
         "speech_unknown_percentage": 40.0, "unknown_class_percentage": 100.0, "silence_class_percentage": 30.0,
+        "hard_negative_probability": spec.hard_negatives,
         "validation_percentage": 10.0, "testing_percentage": 15.0, "split_salt": "keywire-wakeword",
         "model": "embedding_conv", "model_options": {"filters": 64, "units": 64, "dropout": 0.3},
         "embedding_frames": spec.embedding_frames, "epochs": spec.epochs, "batch_size": 64,

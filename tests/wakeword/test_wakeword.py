@@ -96,6 +96,14 @@ def test_bad_words_are_one_line(words: str, code: int, text: str, tmp_path: Path
     assert len(lines) == 1 and text in lines[0], r.stderr
 
 
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_bad_hard_negative_probability_is_one_line(value: str, tmp_path: Path) -> None:
+    r = keywire("wakeword", "marvin", "--out", str(tmp_path / "o"), "--hard-negatives", value, timeout=60)
+    assert r.returncode == ExitCode.CONFIG, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--hard-negatives" in lines[0] and value in lines[0], r.stderr
+
+
 def test_unwritable_out_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
