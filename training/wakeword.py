@@ -266,7 +266,7 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
         "keyword_free_speech_s": {"train": round(train_speech.seconds, 1),
                                   "calibration": round(calib_speech.seconds, 1)},
         "real_data": [str(d) for d in spec.data], "real_background": [str(b) for b in spec.background],
-        "training": {k: result.report[k] for k in ("validation", "test", "parameters", "tflite_bytes",
+        "training": {k: result.report[k] for k in ("validation", "test", "parameters", "tflite_bytes", "hard_negatives",
                                                    "training_seconds", "warnings") if k in result.report},
         "calibration": cal.to_dict(),
         "held_out_streams": stream_report.to_dict(),
@@ -367,6 +367,11 @@ def report_markdown(r: dict[str, Any]) -> str:
         if ev:
             lines.append(f"- {split} clips of voices never trained on: {ev['accuracy'] * 100:.1f}% of {ev['n']} "
                          f"(int8 model through the agent)")
+    mined = r["training"].get("hard_negatives")
+    if mined:
+        again = "; the model was trained again with them as negatives" if mined["events"] else ""
+        lines.append(f"- hard negatives: the first head fired {mined['events']} times in "
+                     f"{mined['stream_hours'] * 60:.0f} min of keyword-free training speech{again}")
     p = cal["params"]
     lines.append(f"- calibrated for {r['target_fa_per_hour']} false accepts/hour on "
                  f"{cal['hours'] * 60:.0f} min of keyword-free speech: thresholds {p['detection_threshold_list']}, "
