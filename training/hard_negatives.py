@@ -72,11 +72,11 @@ def mine(score: Callable[[np.ndarray], np.ndarray], embeddings: np.ndarray, n_fr
          step_samples: int = 1280) -> MinedNegatives:
     """Hard negatives of one keyword-free embedding stream [T, 96]: `score` maps windows
     [b, n_frames, 96] to class probabilities [b, classes]. Each event's block of
-    `block_frames` embeddings ends `block_frames - n_frames` / 2 windows after the peak, so the
-    training windows drawn from it lie around the moment the head fired."""
+    `block_frames` embeddings reaches (block_frames - n_frames + 1) // 2 embeddings past the
+    peak window, so the training windows drawn from it lie around the moment the head fired."""
     kw = [classes.index(k) for k in keywords]
     hours = len(embeddings) * step_samples / rate / 3600
-    empty = np.zeros((0, block_frames, embeddings.shape[-1] if embeddings.ndim == 2 else 96), np.float32)
+    empty = np.zeros((0, block_frames, embeddings.shape[-1]), np.float32)
     if len(embeddings) < n_frames:
         return MinedNegatives(empty, hours, 0)
     windows = np.lib.stride_tricks.sliding_window_view(embeddings, (n_frames, embeddings.shape[1]))[:, 0]
