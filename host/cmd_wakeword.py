@@ -34,7 +34,7 @@ def wakeword(
     copies: Annotated[int, typer.Option(help="Augmented stream-like windows per training clip.")] = 2,
     hard_negatives: Annotated[float, typer.Option(
         help="Train twice: the second time, moments of the keyword-free training speech that the first "
-             "head scored at least this probability for a wake word are negatives (0 = train once).")] = 0.0,
+             "head scored at least this probability for a wake word are negatives (0 = train once).")] = 0.3,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     jobs: Annotated[int, typer.Option(help="Parallel TTS processes.")] = 2,
     cache: Annotated[Optional[Path], typer.Option(help="Embedding cache folder.", envvar="KEYWIRE_CACHE")] = None,

@@ -7,7 +7,9 @@ Steps, each timed in the report:
 3. keyword-free speech: word salad read by the voices (training babble and `_unknown_`
    windows), a second salad with another seed for calibration, plus the user's `background`;
 4. a speech-embedding head (`train.train`, stream-like windows: the word sits in noise and
-   other speech, never digital silence), one model holding every word;
+   other speech, never digital silence), one model holding every word, trained twice: the
+   second time with the moments where the first fired on the keyword-free training speech
+   as negatives (`hard_negatives`);
 5. calibration (`calibrate.calibrate`) to `target_fa_per_hour` on keyword-free speech, with
    positive streams of voices the head never trained on (the recipe's test split);
 6. `<out>/<word>.tflite` and a report (`report.json`, `report.md`, `plots/`).
@@ -51,7 +53,7 @@ class WakewordSpec:
     epochs: int = 30
     copies: int = 2                       # augmented stream-like windows per training clip
     embedding_frames: int = 16
-    hard_negatives: float = 0.0           # train twice, the second time with the moments of the
+    hard_negatives: float = 0.3           # train twice, the second time with the moments of the
                                           # keyword-free training speech where the first head
                                           # gave a wake word this probability (0 = once)
     data: tuple[Path, ...] = ()           # real recordings, Speech Commands layout

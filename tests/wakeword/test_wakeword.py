@@ -59,6 +59,9 @@ def test_one_model_holds_every_word_with_a_report(built: Path) -> None:
         for c in cs:  # real words of the pronouncing dictionary, never the word itself
             assert c["word"] in words and c["word"] != w, c
     assert "## Confusable words" in (built / "report.md").read_text()
+    mined = report["training"]["hard_negatives"]   # trained twice by default
+    assert mined["events"] >= 0 and 0 < mined["stream_hours"] < 0.1
+    assert f"the first head fired {mined['events']} times" in (built / "report.md").read_text()
 
 
 def test_agent_detects_the_words_in_an_espeak_stream(built: Path, tmp_path: Path) -> None:
