@@ -77,22 +77,17 @@ def load_interpreter(model: bytes, num_threads: int = 1,
                 interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(input_shape))
             interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"the TFLite runtime cannot load this model: {_first_line(exc)}") from exc
+        raise ModelError("the TFLite runtime cannot load this model: " + error_line(
+            exc, f"{type(exc).__name__} with no message (a declared tensor may be too large to allocate)")) from exc
     return interp
 
 
-def error_line(exc: BaseException) -> str:
-    """The first line of an error the runtime raised while running a model (its type when it
-    says nothing), short enough for a one-line message."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first non-empty line of the runtime's message (it is sometimes empty, e.g. when
-    allocating a huge declared tensor fails)."""
+def error_line(exc: BaseException, empty: str = "") -> str:
+    """The first non-empty line of an error the runtime raised, at most 160 characters, for a
+    one-line message; `empty` (default: the error's type) when it says nothing, as when
+    allocating a huge declared tensor fails."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else f"{type(exc).__name__} with no message (a declared tensor may be too large to allocate)"
+    return lines[0][:160] if lines else (empty or type(exc).__name__)
 
 
 @contextlib.contextmanager

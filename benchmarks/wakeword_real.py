@@ -20,13 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from keywire.agent.model import KeywordModel
 from keywire.agent.spotter import KeywordSpotter
 from keywire.training import stream_eval as se
 from keywire.training import streams as st
-from keywire.training.audio import load_clip
+from keywire.training.hard_negatives import keyword_free_stream
 
 
 def real_clips(data: Path, word: str, dst: Path) -> int:
@@ -61,12 +59,7 @@ def keyword_free(folders: list[Path], word: str) -> list[Path]:
 
 
 def fa_per_hour(model: KeywordModel, files: list[Path], seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    parts = []
-    for p in files:
-        parts.append((rng.standard_normal(int(rng.uniform(0.3, 1.0) * 16000)) * 32767 * 1e-3).astype(np.int16))
-        parts.append(load_clip(p, 16000))
-    audio = np.concatenate(parts)
+    audio = keyword_free_stream(files, seed, tail_s=0.0)
     spotter = KeywordSpotter(model)
     t0 = time.process_time()
     found = []

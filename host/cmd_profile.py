@@ -53,6 +53,13 @@ class Profile:
         return asdict(self)
 
 
+def _percentiles(times_ms: list[float]) -> dict[str, float]:
+    """mean, p50, p90, p99 and max of a list of timings."""
+    t = np.array(times_ms)
+    return {"mean": float(t.mean()), "p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
+            "p99": float(np.percentile(t, 99)), "max": float(t.max())}
+
+
 def profile_model(path: Path, runs: int = 200, mhz: float = DEFAULT_MHZ,
                   macs_per_cycle: float = DEFAULT_MACS_PER_CYCLE, stream_s: float = 10.0) -> Profile:
     """Measure and estimate (see the module docstring)."""
@@ -82,7 +89,6 @@ def profile_model(path: Path, runs: int = 200, mhz: float = DEFAULT_MHZ,
         t0 = time.perf_counter()
         model.infer(window)
         times.append((time.perf_counter() - t0) * 1000.0)
-    t = np.array(times)
     step_latency, stepper = None, model.stepper()
     if stepper is not None:     # what the agent runs per new embedding instead of the window
         stepper.scores(window, len(window))
@@ -91,9 +97,7 @@ def profile_model(path: Path, runs: int = 200, mhz: float = DEFAULT_MHZ,
             t0 = time.perf_counter()
             stepper.scores(window, 1)
             steps.append((time.perf_counter() - t0) * 1000.0)
-        st = np.array(steps)
-        step_latency = {"mean": float(st.mean()), "p50": float(np.percentile(st, 50)),
-                        "p90": float(np.percentile(st, 90)), "p99": float(np.percentile(st, 99)), "max": float(st.max())}
+        step_latency = _percentiles(steps)
     spotter = KeywordSpotter(model)
     chunk = fe.sample_rate_hz // 10
     c0 = time.process_time()
@@ -106,8 +110,7 @@ def profile_model(path: Path, runs: int = 200, mhz: float = DEFAULT_MHZ,
     n_tensors = sum(len(x.inputs) + len(x.outputs) for x in s.layers)
     return Profile(
         model=model.name, path=str(path), runs=runs,
-        latency_ms={"mean": float(t.mean()), "p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
-                    "p99": float(np.percentile(t, 99)), "max": float(t.max())},
+        latency_ms=_percentiles(times),
         stream_cpu_ms_per_s=cpu * 1000.0 / stream_s, inferences_per_s=inferences / stream_s,
         macs=s.total_macs, ops=dict(Counter(x.op for x in s.layers).most_common()),
         weights_bytes=s.total_weight_bytes, model_bytes=s.size_bytes, peak_activation_bytes=s.peak_activation_bytes,

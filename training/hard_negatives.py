@@ -39,9 +39,10 @@ class MinedNegatives:
                 "stream_hours": round(self.hours, 3), "by_keyword": dict(self.by_keyword)}
 
 
-def keyword_free_stream(files: Sequence[str | Path], seed: int = 0, rate: int = 16000) -> np.ndarray:
+def keyword_free_stream(files: Sequence[str | Path], seed: int = 0, rate: int = 16000,
+                        tail_s: float = 1.0) -> np.ndarray:
     """int16 stream of every recording in `files` (in the order given), each preceded by
-    0.3-1.0 s of faint noise, ending in 1 s of zeros (deterministic for a seed)."""
+    0.3-1.0 s of faint noise, ending in `tail_s` of zeros (deterministic for a seed)."""
     rng = np.random.default_rng(seed)
     floor = 32767 * 10 ** (GAP_DBFS / 20)
     parts: list[np.ndarray] = []
@@ -49,7 +50,7 @@ def keyword_free_stream(files: Sequence[str | Path], seed: int = 0, rate: int = 
         gap = int(rng.uniform(*GAP_S) * rate)
         parts.append((rng.standard_normal(gap) * floor).astype(np.int16))
         parts.append(load_clip(p, rate))
-    parts.append(np.zeros(rate, np.int16))
+    parts.append(np.zeros(int(tail_s * rate), np.int16))
     return np.concatenate(parts)
 
 

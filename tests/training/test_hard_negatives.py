@@ -11,7 +11,7 @@ import pytest
 from keywire.protocol.errors import ConfigError
 from keywire.training.embeddings import SHIFTS, pick_windows
 from keywire.training.hard_negatives import keyword_free_stream, mine, peaks
-from keywire.training.recipe import Recipe, dumps_toml, from_dict
+from keywire.training.recipe import dumps_toml, from_dict
 
 from tests.fixtures.speech import read_wav, synthesize
 from tests.training.test_embedding_train import HEAD_RECIPE
