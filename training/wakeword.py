@@ -151,9 +151,12 @@ def build_wakeword(spec: WakewordSpec, progress: Optional[Progress] = None) -> W
     spec.validate()
     check_out_dir(spec.out)
     words = tuple(" ".join(w.lower().split()) for w in spec.words)
+    real_speech, left_out = keyword_free_background(spec.background, words)
     catalog = VoiceCatalog.probe()
     voices = pick_voices(catalog, spec.voices, spec.max_voices, spec.seed)
     check_speakable(words, voices)
+    if left_out:
+        say(f"--background: left out {left_out} recordings of the wake word itself (Speech Commands folders)")
     say(f"{len(voices)} voices; finding confusable words")
     conf: dict[str, list[Confusable]] = {w: phrase_confusables(w, spec.confusables) if spec.confusables else []
                                          for w in words}
@@ -167,7 +170,8 @@ def build_wakeword(spec: WakewordSpec, progress: Optional[Progress] = None) -> W
         work = spec.work
         work.mkdir(parents=True, exist_ok=True)
     try:
-        return _build(spec, words, voices, conf, negatives, work, say, stages, stage, t_start)
+        return _build(spec, words, voices, conf, negatives, real_speech, left_out, work, say, stages, stage,
+                      t_start)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -205,7 +209,7 @@ def _negative_words(words: Sequence[str], conf: dict[str, list[Confusable]]) -> 
 
 
 def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf: dict[str, list[Confusable]],
-           negatives: list[str], work: Path, say: Progress, stages: dict[str, float],
+           negatives: list[str], real_speech: list[Path], left_out: int, work: Path, say: Progress, stages: dict[str, float],
            stage: Callable[[str], None], t_start: float) -> WakewordResult:
     specs = tuple(v.spec for v in voices)
     synth_dir = work / "synth"
@@ -233,7 +237,7 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
                               specs, spec.seed + 1000, words, spec.jobs)
     noise_dir = make_noise(work / "noise", spec.seed)
     stage("speak keyword-free speech")
-    recipe = wakeword_recipe(spec, words, synth_dir, train_speech.folder, noise_dir)
+    recipe = wakeword_recipe(spec, words, synth_dir, train_speech.folder, real_speech, noise_dir)
     from .dataset import load_dataset
     from .train import train
 
@@ -242,7 +246,7 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
     result = train(recipe, work / "model", cache_root=spec.cache, progress=say, dataset=dataset, verbose=0)
     stage("train")
     say("calibrating thresholds on keyword-free speech")
-    backgrounds = [calib_speech.folder, *spec.background]
+    backgrounds = [calib_speech.folder, *real_speech]
     cal, stream_report = calibrate_head(result.tflite_path, dataset, words, backgrounds,
                                         spec.target_fa_per_hour, spec.seed, work / "calibration_positives")
     from .calibrate import apply_calibration
@@ -268,6 +272,7 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
         "keyword_free_speech_s": {"train": round(train_speech.seconds, 1),
                                   "calibration": round(calib_speech.seconds, 1)},
         "real_data": [str(d) for d in spec.data], "real_background": [str(b) for b in spec.background],
+        "real_background_files": {"used": len(real_speech), "left_out_wake_word": left_out},
         "training": {k: result.report[k] for k in ("validation", "test", "parameters", "tflite_bytes", "hard_negatives",
                                                    "training_seconds", "warnings") if k in result.report},
         "calibration": cal.to_dict(),
@@ -295,13 +300,39 @@ def make_noise(folder: Path, seed: int, seconds: int = 60) -> Path:
     return folder
 
 
-def wakeword_recipe(spec: WakewordSpec, words: Sequence[str], synth_dir: Path, speech: Path, noise: Path):
-    """The speech-embedding recipe of a wake word: synthetic (and real) clips, keyword-free
-    speech as babble and `_unknown_` windows, stream-like training windows."""
-    from .recipe import from_dict
+def keyword_free_background(paths: Sequence[Path], words: Sequence[str]) -> tuple[list[Path], int]:
+    """The recordings under the user's `--background` paths (folders searched recursively),
+    less those that are the wake word itself in Speech Commands layout (`<word>/*.wav`,
+    `_unknown_/<word>_*.wav`), so a downloaded Speech Commands tree serves as keyword-free
+    speech as it is. Returns the files and how many were left out."""
     from .streams import audio_files
 
-    real_speech = audio_files(spec.background) if spec.background else []  # folders searched recursively
+    if not paths:
+        return [], 0
+    keys = {normalize_word(w) for w in words}
+    files = audio_files(paths)
+    kept = [f for f in files if not _is_wake_word_clip(f, keys)]
+    if not kept:
+        raise ConfigError("every --background recording is a recording of the wake word itself: "
+                          "give keyword-free speech")
+    return kept, len(files) - len(kept)
+
+
+def _is_wake_word_clip(f: Path, keys: set[str]) -> bool:
+    if f.parent.name.lower() in keys:
+        return True
+    if f.parent.name == "_unknown_" and "_nohash_" in f.name:   # <word>_<speaker>_nohash_<n>.wav
+        return f.name.lower().split("_nohash_")[0].rsplit("_", 1)[0] in keys
+    return False
+
+
+def wakeword_recipe(spec: WakewordSpec, words: Sequence[str], synth_dir: Path, speech: Path,
+                    real_speech: Sequence[Path], noise: Path):
+    """The speech-embedding recipe of a wake word: synthetic (and real) clips, keyword-free
+    speech (read by the voices, and the user's own) as babble and `_unknown_` windows,
+    stream-like training windows."""
+    from .recipe import from_dict
+
     return from_dict({
         "name": spec.name, "description": f"wake word {', '.join(words)} (keywire wakeword)",
         "keywords": [normalize_word(w) for w in words],

@@ -15,7 +15,7 @@ from keywire.protocol.errors import ExitCode
 from keywire.training.confusables import confusables, dictionary, pronounce
 
 from tests.fixtures.paths import REPO
-from tests.fixtures.speech import stream_of_words, write_wav
+from tests.fixtures.speech import stream_of_words, synthesize, write_wav
 
 VOICES = "en-us,en-us+m3,en-us+f2,en-gb,en-gb+m7,en-gb-x-rp+f4,en-us-nyc,en-029+m2,en-gb-scotland,en-us+f5"
 
@@ -25,12 +25,27 @@ def keywire(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=REPO)
 
 
+def speech_commands_tree(root: Path, clips: dict[str, str]) -> Path:
+    """A `--background` folder in Speech Commands layout: relative path -> espeak-ng text."""
+    for rel, text in clips.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(synthesize(text, voice="en-gb").read_bytes())
+    return root
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two wake words on a tiny budget (about a minute on 2 cores)."""
     work = tmp_path_factory.mktemp("wakeword")
     out = work / "out"
+    # the user's keyword-free speech, given as a Speech Commands tree that also holds the wake
+    # words themselves: those two recordings must be left out
+    talk = speech_commands_tree(work / "talk", {
+        "marvin/0a1b2c3d_nohash_0.wav": "marvin", "_unknown_/sheila_0a1b2c3d_nohash_0.wav": "sheila",
+        "_unknown_/table_0a1b2c3d_nohash_0.wav": "table",
+        "passages/p0.wav": "the weather was cold and the trains were late again this morning"})
     r = keywire("wakeword", "marvin,sheila", "--out", str(out), "--voices", VOICES, "--per-word", "40",
+                "--background", str(talk),
                 "--confusables", "4", "--common-words", "2", "--per-negative", "6", "--speech-sentences", "12",
                 "--calibration-sentences", "24", "--epochs", "15", "--copies", "1", "--cache", str(work / "cache"),
                 # two minutes of calibration speech: one false accept is 30/hour
@@ -50,6 +65,7 @@ def test_one_model_holds_every_word_with_a_report(built: Path) -> None:
     assert len(params["detection_threshold_list"]) == 4
     report = json.loads((built / "report.json").read_text())
     assert report["words"] == ["marvin", "sheila"] and report["voices"]["count"] == 10
+    assert report["real_background_files"] == {"used": 2, "left_out_wake_word": 2}
     assert set(report["calibration"]["keywords"]) == {"marvin", "sheila"}
     for name in ("report.md", "plots/history.png", "plots/det.png", "recipe.toml"):
         assert (built / name).stat().st_size > 0, name
@@ -105,6 +121,14 @@ def test_bad_hard_negative_probability_is_one_line(value: str, tmp_path: Path) -
     assert r.returncode == ExitCode.CONFIG, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--hard-negatives" in lines[0] and value in lines[0], r.stderr
+
+
+def test_background_of_only_the_wake_word_is_one_line(tmp_path: Path) -> None:
+    talk = speech_commands_tree(tmp_path / "talk", {"marvin/0a1b2c3d_nohash_0.wav": "marvin"})
+    r = keywire("wakeword", "marvin", "--out", str(tmp_path / "o"), "--background", str(talk), timeout=120)
+    assert r.returncode == ExitCode.CONFIG, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "wake word itself" in lines[0], r.stderr
 
 
 def test_unwritable_out_is_one_line(tmp_path: Path) -> None:
