@@ -22,6 +22,9 @@ def wakeword(
         help="Real recordings in Speech Commands layout (repeatable): keyword folders named like the words.")] = None,
     background: Annotated[Optional[List[Path]], typer.Option(
         help="Real keyword-free speech, WAV files or folders (repeatable): training and calibration.")] = None,
+    background_holdout: Annotated[float, typer.Option(
+        help="Share of the --background speakers kept out of training and used only to calibrate "
+             "(0 = train and calibrate on all of it).")] = 0.0,
     voices: Annotated[str, typer.Option(help="Voices as for `dataset synth --voices` (default: every voice).")] = "",
     max_voices: Annotated[int, typer.Option(help="Use at most this many voices (0 = all).")] = 0,
     per_word: Annotated[int, typer.Option(help="Synthetic clips per wake word.")] = 600,
@@ -60,6 +63,7 @@ def wakeword(
         confusables=confusables, common_words=common_words, per_negative=per_negative,
         salad_sentences=speech_sentences, calibration_sentences=calibration_sentences, epochs=epochs,
         copies=copies, hard_negatives=hard_negatives, data=tuple(data or ()), background=tuple(background or ()),
+        background_holdout=background_holdout,
         seed=seed, jobs=jobs,
         cache=cache, work=work)
     say = (lambda m: None) if quiet else (lambda m: typer.echo(m, err=True))

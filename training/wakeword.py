@@ -16,6 +16,7 @@ Steps, each timed in the report:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -58,6 +59,8 @@ class WakewordSpec:
                                           # gave a wake word this probability (0 = once)
     data: tuple[Path, ...] = ()           # real recordings, Speech Commands layout
     background: tuple[Path, ...] = ()     # real keyword-free speech (WAV files or folders)
+    background_holdout: float = 0.0       # share of it kept out of training, for calibration only
+                                          # (0 = train and calibrate on all of it)
     seed: int = 0
     jobs: int = 2
     cache: Optional[Path] = None          # embedding cache root (default: keywire's cache)
@@ -71,6 +74,8 @@ class WakewordSpec:
             speakable_or_raise(w)
         if not 0 <= self.hard_negatives < 1:
             raise ConfigError(f"--hard-negatives must be within 0..1 (0 = off), got {self.hard_negatives}")
+        if not 0 <= self.background_holdout < 1:
+            raise ConfigError(f"--background-holdout must be within 0..1, got {self.background_holdout}")
         if not self.target_fa_per_hour > 0:
             raise ConfigError(f"--target-fa-per-hour must be positive, got {self.target_fa_per_hour}")
         for name in ("per_word", "epochs", "per_negative", "jobs", "salad_sentences", "calibration_sentences"):
@@ -237,7 +242,8 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
                               specs, spec.seed + 1000, words, spec.jobs)
     noise_dir = make_noise(work / "noise", spec.seed)
     stage("speak keyword-free speech")
-    recipe = wakeword_recipe(spec, words, synth_dir, train_speech.folder, real_speech, noise_dir)
+    real_train, real_calib = split_background(real_speech, spec.background_holdout, spec.seed)
+    recipe = wakeword_recipe(spec, words, synth_dir, train_speech.folder, real_train, noise_dir)
     from .dataset import load_dataset
     from .train import train
 
@@ -246,7 +252,7 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
     result = train(recipe, work / "model", cache_root=spec.cache, progress=say, dataset=dataset, verbose=0)
     stage("train")
     say("calibrating thresholds on keyword-free speech")
-    backgrounds = [calib_speech.folder, *real_speech]
+    backgrounds = [calib_speech.folder, *real_calib]
     cal, stream_report = calibrate_head(result.tflite_path, dataset, words, backgrounds,
                                         spec.target_fa_per_hour, spec.seed, work / "calibration_positives")
     from .calibrate import apply_calibration
@@ -272,7 +278,8 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
         "keyword_free_speech_s": {"train": round(train_speech.seconds, 1),
                                   "calibration": round(calib_speech.seconds, 1)},
         "real_data": [str(d) for d in spec.data], "real_background": [str(b) for b in spec.background],
-        "real_background_files": {"used": len(real_speech), "left_out_wake_word": left_out},
+        "real_background_files": {"used": len(real_speech), "training": len(real_train),
+                                  "calibration": len(real_calib), "left_out_wake_word": left_out},
         "training": {k: result.report[k] for k in ("validation", "test", "parameters", "tflite_bytes", "hard_negatives",
                                                    "training_seconds", "warnings") if k in result.report},
         "calibration": cal.to_dict(),
@@ -316,6 +323,26 @@ def keyword_free_background(paths: Sequence[Path], words: Sequence[str]) -> tupl
         raise ConfigError("every --background recording is a recording of the wake word itself: "
                           "give keyword-free speech")
     return kept, len(files) - len(kept)
+
+
+def split_background(files: Sequence[Path], holdout: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """(training, calibration) recordings of the user's keyword-free speech. With `holdout` > 0
+    that share of the speakers is calibration only, so thresholds are set on speech the head
+    never trained on; a speaker is the id of a Speech Commands name (`SPEAKER_nohash_N`), else
+    the recording's folder when there are several, else the recording. With 0, or fewer than
+    two speakers, every recording serves both."""
+    from .dataset import speaker_of
+
+    several = len({f.parent for f in files}) > 1
+
+    def speaker(f: Path) -> str:
+        return speaker_of(f.name) if "_nohash_" in f.name else str(f.parent if several else f)
+
+    speakers = sorted({speaker(f) for f in files}, key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).hexdigest())
+    if holdout <= 0 or len(speakers) < 2:
+        return list(files), list(files)
+    held = set(speakers[:min(len(speakers) - 1, max(1, round(holdout * len(speakers))))])
+    return [f for f in files if speaker(f) not in held], [f for f in files if speaker(f) in held]
 
 
 def _is_wake_word_clip(f: Path, keys: set[str]) -> bool:

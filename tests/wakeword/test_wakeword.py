@@ -13,6 +13,7 @@ import pytest
 from keywire.protocol.sl_params import read_params
 from keywire.protocol.errors import ExitCode
 from keywire.training.confusables import confusables, dictionary, pronounce
+from keywire.training.wakeword import split_background
 
 from tests.fixtures.paths import REPO
 from tests.fixtures.speech import stream_of_words, synthesize, write_wav
@@ -115,12 +116,27 @@ def test_bad_words_are_one_line(words: str, code: int, text: str, tmp_path: Path
     assert len(lines) == 1 and text in lines[0], r.stderr
 
 
-@pytest.mark.parametrize("value", ["1.5", "-0.1"])
-def test_bad_hard_negative_probability_is_one_line(value: str, tmp_path: Path) -> None:
-    r = keywire("wakeword", "marvin", "--out", str(tmp_path / "o"), "--hard-negatives", value, timeout=60)
+def test_background_holdout_keeps_whole_speakers_out_of_training() -> None:
+    folders = [Path(f"talk/spk{i}/w{j}.wav") for i in range(4) for j in range(3)]
+    train, cal = split_background(folders, 0.25, seed=0)
+    assert len(cal) == 3 and len({f.parent for f in cal}) == 1 and not set(train) & set(cal)
+    assert sorted(train + cal) == sorted(folders)
+    assert split_background(folders, 0.25, seed=0) == (train, cal)            # the seed decides
+    named = [Path(f"{w}/{s}_nohash_{n}.wav") for s in "abcdefgh" for n, w in enumerate(("yes", "no"))]
+    train, cal = split_background(named, 0.25, seed=3)  # Speech Commands names: by speaker, not folder
+    assert {f.name.split("_")[0] for f in cal}.isdisjoint({f.name.split("_")[0] for f in train})
+    assert len({f.name.split("_")[0] for f in cal}) == 2 and len(cal) == 4
+    assert split_background(folders, 0.0, seed=0) == (folders, folders)      # off: all serve both
+    assert split_background(folders[:1], 0.25, seed=0) == (folders[:1], folders[:1])
+
+
+@pytest.mark.parametrize("option, value", [("--hard-negatives", "1.5"), ("--hard-negatives", "-0.1"),
+                                           ("--background-holdout", "1")])
+def test_bad_share_is_one_line(option: str, value: str, tmp_path: Path) -> None:
+    r = keywire("wakeword", "marvin", "--out", str(tmp_path / "o"), option, value, timeout=60)
     assert r.returncode == ExitCode.CONFIG, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--hard-negatives" in lines[0] and value in lines[0], r.stderr
+    assert len(lines) == 1 and option in lines[0] and value in lines[0], r.stderr
 
 
 def test_background_of_only_the_wake_word_is_one_line(tmp_path: Path) -> None:
