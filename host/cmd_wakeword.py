@@ -24,7 +24,7 @@ def wakeword(
         help="Real keyword-free speech, WAV files or folders (repeatable): training and calibration.")] = None,
     background_holdout: Annotated[float, typer.Option(
         help="Share of the --background speakers kept out of training and used only to calibrate "
-             "(0 = train and calibrate on all of it).")] = 0.0,
+             "(0 = train and calibrate on all of it).")] = 0.25,
     voices: Annotated[str, typer.Option(help="Voices as for `dataset synth --voices` (default: every voice).")] = "",
     max_voices: Annotated[int, typer.Option(help="Use at most this many voices (0 = all).")] = 0,
     per_word: Annotated[int, typer.Option(help="Synthetic clips per wake word.")] = 600,

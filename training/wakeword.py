@@ -5,7 +5,8 @@ Steps, each timed in the report:
 2. words: positives spoken by every voice with varied rate and pitch; negatives that are real
    confusable words from the CMU Pronouncing Dictionary (`confusables`) and common words;
 3. keyword-free speech: word salad read by the voices (training babble and `_unknown_`
-   windows), a second salad with another seed for calibration, plus the user's `background`;
+   windows), a second salad with another seed for calibration, plus the user's `background`
+   (recordings of the wake word itself left out; a quarter of its speakers calibration-only);
 4. a speech-embedding head (`train.train`, stream-like windows: the word sits in noise and
    other speech, never digital silence), one model holding every word, trained twice: the
    second time with the moments where the first fired on the keyword-free training speech
@@ -59,8 +60,8 @@ class WakewordSpec:
                                           # gave a wake word this probability (0 = once)
     data: tuple[Path, ...] = ()           # real recordings, Speech Commands layout
     background: tuple[Path, ...] = ()     # real keyword-free speech (WAV files or folders)
-    background_holdout: float = 0.0       # share of it kept out of training, for calibration only
-                                          # (0 = train and calibrate on all of it)
+    background_holdout: float = 0.25      # share of its speakers kept out of training, for
+                                          # calibration only (0 = train and calibrate on all of it)
     seed: int = 0
     jobs: int = 2
     cache: Optional[Path] = None          # embedding cache root (default: keywire's cache)
@@ -415,8 +416,13 @@ def report_markdown(r: dict[str, Any]) -> str:
     lines = [f"# Wake word: {', '.join(r['words'])}", "",
              f"Model `{r['model']}` (classes {', '.join(r['classes'])}), built in {r['seconds'] / 60:.1f} min "
              f"from synthetic speech of {r['voices']['count']} TTS voices"
-             + (f" and real recordings in {', '.join(r['real_data'])}" if r["real_data"] else "") + ".", "",
-             "| stage | seconds |", "|---|---|"]
+             + (f" and real recordings in {', '.join(r['real_data'])}" if r["real_data"] else "") + ".", ""]
+    bgf = r.get("real_background_files") or {}
+    if bgf.get("used"):
+        lines += [f"Real keyword-free speech: {bgf['used']} recordings ({bgf['training']} trained on, "
+                  f"{bgf['calibration']} in calibration; {bgf['left_out_wake_word']} recordings of the wake "
+                  f"word itself left out).", ""]
+    lines += ["| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in r["stages_s"].items()]
     lines += ["", "## Confusable words (negatives)", ""]
     for w, cs in r["confusables"].items():

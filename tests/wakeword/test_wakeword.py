@@ -66,7 +66,8 @@ def test_one_model_holds_every_word_with_a_report(built: Path) -> None:
     assert len(params["detection_threshold_list"]) == 4
     report = json.loads((built / "report.json").read_text())
     assert report["words"] == ["marvin", "sheila"] and report["voices"]["count"] == 10
-    assert report["real_background_files"] == {"used": 2, "left_out_wake_word": 2}
+    # two speakers left (one Speech Commands id, one folder): one trains, one only calibrates
+    assert report["real_background_files"] == {"used": 2, "training": 1, "calibration": 1, "left_out_wake_word": 2}
     assert set(report["calibration"]["keywords"]) == {"marvin", "sheila"}
     for name in ("report.md", "plots/history.png", "plots/det.png", "recipe.toml"):
         assert (built / name).stat().st_size > 0, name
@@ -76,6 +77,7 @@ def test_one_model_holds_every_word_with_a_report(built: Path) -> None:
         for c in cs:  # real words of the pronouncing dictionary, never the word itself
             assert c["word"] in words and c["word"] != w, c
     assert "## Confusable words" in (built / "report.md").read_text()
+    assert "2 recordings (1 trained on, 1 in calibration; 2 recordings" in (built / "report.md").read_text()
     mined = report["training"]["hard_negatives"]   # trained twice by default
     assert mined["events"] >= 0 and 0 < mined["stream_hours"] < 0.1
     assert f"the first head fired {mined['events']} times" in (built / "report.md").read_text()
