@@ -335,22 +335,20 @@ def split_background(files: Sequence[Path], holdout: float, seed: int) -> tuple[
     from .dataset import speaker_of
 
     several = len({f.parent for f in files}) > 1
-
-    def speaker(f: Path) -> str:
-        return speaker_of(f.name) if "_nohash_" in f.name else str(f.parent if several else f)
-
-    speakers = sorted({speaker(f) for f in files}, key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).hexdigest())
-    if holdout <= 0 or len(speakers) < 2:
+    speaker = {f: speaker_of(f.name) if "_nohash_" in f.name else str(f.parent if several else f) for f in files}
+    order = sorted(set(speaker.values()), key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).hexdigest())
+    if holdout <= 0 or len(order) < 2:
         return list(files), list(files)
-    held = set(speakers[:min(len(speakers) - 1, max(1, round(holdout * len(speakers))))])
-    return [f for f in files if speaker(f) not in held], [f for f in files if speaker(f) in held]
+    held = set(order[:min(len(order) - 1, max(1, round(holdout * len(order))))])
+    return [f for f in files if speaker[f] not in held], [f for f in files if speaker[f] in held]
 
 
 def _is_wake_word_clip(f: Path, keys: set[str]) -> bool:
     if f.parent.name.lower() in keys:
         return True
     if f.parent.name == "_unknown_" and "_nohash_" in f.name:   # <word>_<speaker>_nohash_<n>.wav
-        return f.name.lower().split("_nohash_")[0].rsplit("_", 1)[0] in keys
+        word, sep, _speaker = f.name.lower().split("_nohash_")[0].rpartition("_")
+        return bool(sep) and word in keys
     return False
 
 
