@@ -68,7 +68,12 @@ def test_ha_discovery_flag_and_max_event_age_on_real_broker(broker, start_agent,
     ha = obs.json_on("/ha_event")
     ha_ids = [e["event_id"] for e in ha]
     assert not set(stale) & set(ha_ids), "detections older than --max-event-age reached Home Assistant"
-    assert len(ha_ids) == len(set(ha_ids)) and set(ha_ids) <= {e["event_id"] for e in obs.json_on("/event")}
+    # QoS 1 is at-least-once: a detection in flight when the broker died may arrive twice (the
+    # agent re-sends an unconfirmed publish, or the restarted broker re-sends to the observer's
+    # persistent session). Anything detected later must reach Home Assistant's topic once.
+    repeated = {i for i in ha_ids if ha_ids.count(i) > 1}
+    assert all(e["wall_time"] < t_down for e in ha if e["event_id"] in repeated), ha_ids
+    assert set(ha_ids) <= {e["event_id"] for e in obs.json_on("/event")}
     assert all(e["keyword"] in ("yes", "no") for e in ha)
 
 
