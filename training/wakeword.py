@@ -408,6 +408,12 @@ def calibrate_head(model_path: Path, dataset, words: Sequence[str], backgrounds:
     return cal, se.report_from_traces(m, bg, pos, cal.detection, plan)
 
 
+def allowed_false_accepts(cal: dict[str, Any]) -> int:
+    """How many false accepts per word the calibration speech allows at the target: with none,
+    a threshold is set by the single highest-scoring moment of that speech."""
+    return int(cal["budget_fa_per_hour_per_keyword"] * cal["hours"] + 1e-9)
+
+
 def report_markdown(r: dict[str, Any]) -> str:
     """The report for people: what was built from what, and its figures."""
     cal = r["calibration"]
@@ -444,6 +450,11 @@ def report_markdown(r: dict[str, Any]) -> str:
         frr = "n/a" if v["frr"] is None else f"{(1 - v['frr']) * 100:.1f}%"
         lines.append(f"- {k}: threshold {v['threshold']}, held-out voices found in 10 dB streams {frr}, "
                      f"false accepts/hour on the calibration speech {v['fa_per_hour']:.2f}")
+    if allowed_false_accepts(cal) == 0:
+        lines.append("- at this target the calibration speech allows no false accept at all, so each threshold "
+                     "sits just above the highest score its word got anywhere in that speech and moves from "
+                     "build to build; calibrating on your own keyword-free speech as well (`--background`, or "
+                     "`keywire calibrate` later) sets thresholds on the speech the model will hear")
     lines += ["", "These figures come from synthetic voices and speech. Measure real speakers with",
               "`keywire evaluate-stream MODEL --positives DIR --background DIR` before relying on them.", "",
               "Plots: `plots/history.png` (training), `plots/det.png` (misses against false accepts)."]

@@ -13,7 +13,7 @@ import pytest
 from keywire.protocol.sl_params import read_params
 from keywire.protocol.errors import ExitCode
 from keywire.training.confusables import confusables, dictionary, pronounce
-from keywire.training.wakeword import split_background
+from keywire.training.wakeword import allowed_false_accepts, report_markdown, split_background
 
 from tests.fixtures.paths import REPO
 from tests.fixtures.speech import stream_of_words, synthesize, write_wav
@@ -49,7 +49,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--background", str(talk),
                 "--confusables", "4", "--common-words", "2", "--per-negative", "6", "--speech-sentences", "12",
                 "--calibration-sentences", "24", "--epochs", "15", "--copies", "1", "--cache", str(work / "cache"),
-                # two minutes of calibration speech: one false accept is 30/hour
+                # minutes of calibration speech: 30/hour allows a few false accepts
                 "--target-fa-per-hour", "30",
                 "--quiet", timeout=1500)  # about a minute on 2 idle cores; generous for shared ones
     assert r.returncode == 0, r.stderr[-3000:]
@@ -77,6 +77,16 @@ def test_one_model_holds_every_word_with_a_report(built: Path) -> None:
         for c in cs:  # real words of the pronouncing dictionary, never the word itself
             assert c["word"] in words and c["word"] != w, c
     assert "## Confusable words" in (built / "report.md").read_text()
+    # 30/h over minutes of calibration speech allows some false accepts; at 0.5/h they would allow
+    # none, and then the report says that the highest-scoring moment of that speech sets a threshold
+    cal = report["calibration"]
+    assert allowed_false_accepts(cal) == int(30 * cal["hours"]) >= 1
+    assert "allows no false accept" not in (built / "report.md").read_text()
+    strict = {**report, "calibration": {**cal, "budget_fa_per_hour_per_keyword": 0.5}}
+    assert allowed_false_accepts(strict["calibration"]) == 0
+    assert "allows no false accept at all" in report_markdown(strict)
+    longer = {**strict, "calibration": {**strict["calibration"], "hours": 4.0}}  # 4 h at 0.5/h: two allowed
+    assert allowed_false_accepts(longer["calibration"]) == 2 and "allows no false accept" not in report_markdown(longer)
     assert "2 recordings (1 trained on, 1 in calibration; 2 recordings" in (built / "report.md").read_text()
     mined = report["training"]["hard_negatives"]   # trained twice by default
     assert mined["events"] >= 0 and 0 < mined["stream_hours"] < 0.1
