@@ -62,6 +62,8 @@ class WakewordSpec:
     background: tuple[Path, ...] = ()     # real keyword-free speech (WAV files or folders)
     background_holdout: float = 0.25      # share of its speakers kept out of training, for
                                           # calibration only (0 = train and calibrate on all of it)
+    background_max_hours: float = 2.0     # at most this much of it, drawn at random (0 = all): each
+                                          # hour costs about 0.4 GB and 30 CPU-s of the build
     seed: int = 0
     jobs: int = 2
     cache: Optional[Path] = None          # embedding cache root (default: keywire's cache)
@@ -77,6 +79,8 @@ class WakewordSpec:
             raise ConfigError(f"--hard-negatives must be within 0..1 (0 = off), got {self.hard_negatives}")
         if not 0 <= self.background_holdout < 1:
             raise ConfigError(f"--background-holdout must be within 0..1, got {self.background_holdout}")
+        if not self.background_max_hours >= 0:
+            raise ConfigError(f"--background-max-hours must be 0 (all) or more, got {self.background_max_hours}")
         if not self.target_fa_per_hour > 0:
             raise ConfigError(f"--target-fa-per-hour must be positive, got {self.target_fa_per_hour}")
         for name in ("per_word", "epochs", "per_negative", "jobs", "salad_sentences", "calibration_sentences"):
@@ -158,11 +162,15 @@ def build_wakeword(spec: WakewordSpec, progress: Optional[Progress] = None) -> W
     check_out_dir(spec.out)
     words = tuple(" ".join(w.lower().split()) for w in spec.words)
     real_speech, left_out = keyword_free_background(spec.background, words)
+    real_speech, over_cap = cap_background(real_speech, spec.background_max_hours, spec.seed)
     catalog = VoiceCatalog.probe()
     voices = pick_voices(catalog, spec.voices, spec.max_voices, spec.seed)
     check_speakable(words, voices)
     if left_out:
         say(f"--background: left out {left_out} recordings of the wake word itself (Speech Commands folders)")
+    if over_cap:
+        say(f"--background: using {len(real_speech)} of {len(real_speech) + over_cap} recordings, drawn at random "
+            f"(--background-max-hours {spec.background_max_hours:g})")
     say(f"{len(voices)} voices; finding confusable words")
     conf: dict[str, list[Confusable]] = {w: phrase_confusables(w, spec.confusables) if spec.confusables else []
                                          for w in words}
@@ -176,8 +184,8 @@ def build_wakeword(spec: WakewordSpec, progress: Optional[Progress] = None) -> W
         work = spec.work
         work.mkdir(parents=True, exist_ok=True)
     try:
-        return _build(spec, words, voices, conf, negatives, real_speech, left_out, work, say, stages, stage,
-                      t_start)
+        return _build(spec, words, voices, conf, negatives, real_speech, (left_out, over_cap), work, say, stages,
+                      stage, t_start)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -215,8 +223,8 @@ def _negative_words(words: Sequence[str], conf: dict[str, list[Confusable]]) -> 
 
 
 def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf: dict[str, list[Confusable]],
-           negatives: list[str], real_speech: list[Path], left_out: int, work: Path, say: Progress, stages: dict[str, float],
-           stage: Callable[[str], None], t_start: float) -> WakewordResult:
+           negatives: list[str], real_speech: list[Path], left_out: tuple[int, int], work: Path, say: Progress,
+           stages: dict[str, float], stage: Callable[[str], None], t_start: float) -> WakewordResult:
     specs = tuple(v.spec for v in voices)
     synth_dir = work / "synth"
     last = [0.0]
@@ -280,7 +288,8 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
                                   "calibration": round(calib_speech.seconds, 1)},
         "real_data": [str(d) for d in spec.data], "real_background": [str(b) for b in spec.background],
         "real_background_files": {"used": len(real_speech), "training": len(real_train),
-                                  "calibration": len(real_calib), "left_out_wake_word": left_out},
+                                  "calibration": len(real_calib), "left_out_wake_word": left_out[0],
+                                  "left_out_over_max_hours": left_out[1]},
         "training": {k: result.report[k] for k in ("validation", "test", "parameters", "tflite_bytes", "hard_negatives",
                                                    "training_seconds", "warnings") if k in result.report},
         "calibration": cal.to_dict(),
@@ -311,8 +320,8 @@ def make_noise(folder: Path, seed: int, seconds: int = 60) -> Path:
 def keyword_free_background(paths: Sequence[Path], words: Sequence[str]) -> tuple[list[Path], int]:
     """The recordings under the user's `--background` paths (folders searched recursively),
     less those that are the wake word itself in Speech Commands layout (`<word>/*.wav`,
-    `_unknown_/<word>_*.wav`), so a downloaded Speech Commands tree serves as keyword-free
-    speech as it is. Returns the files and how many were left out."""
+    `_unknown_/<word>_*.wav`), so recordings in Speech Commands layout serve as keyword-free
+    speech as they are. Returns the files and how many were left out."""
     from .streams import audio_files
 
     if not paths:
@@ -324,6 +333,25 @@ def keyword_free_background(paths: Sequence[Path], words: Sequence[str]) -> tupl
         raise ConfigError("every --background recording is a recording of the wake word itself: "
                           "give keyword-free speech")
     return kept, len(files) - len(kept)
+
+
+def cap_background(files: Sequence[Path], max_hours: float, seed: int) -> tuple[list[Path], int]:
+    """At most `max_hours` of the `--background` recordings, drawn at random (seeded), so a whole
+    downloaded corpus stays inside the build's time and memory: every hour of it costs about
+    0.4 GB and 30 CPU-s, and Speech Commands holds 29 hours. Only the drawn files' WAV headers
+    are read. Returns the files (in their given order) and how many were left out."""
+    from keywire.agent.audio_io import WavReader
+
+    if max_hours <= 0:
+        return list(files), 0
+    budget, kept = max_hours * 3600.0, set()
+    for f in sorted(files, key=lambda f: hashlib.sha1(f"{seed}:{f}".encode()).hexdigest()):
+        if budget <= 0:
+            break
+        with WavReader(f) as r:
+            budget -= r.format.duration_s
+        kept.add(f)
+    return [f for f in files if f in kept], len(files) - len(kept)
 
 
 def split_background(files: Sequence[Path], holdout: float, seed: int) -> tuple[list[Path], list[Path]]:
@@ -423,9 +451,11 @@ def report_markdown(r: dict[str, Any]) -> str:
              + (f" and real recordings in {', '.join(r['real_data'])}" if r["real_data"] else "") + ".", ""]
     bgf = r.get("real_background_files") or {}
     if bgf.get("used"):
+        capped = (f"; {bgf['left_out_over_max_hours']} more left out by --background-max-hours"
+                  if bgf.get("left_out_over_max_hours") else "")
         lines += [f"Real keyword-free speech: {bgf['used']} recordings ({bgf['training']} trained on, "
                   f"{bgf['calibration']} in calibration; {bgf['left_out_wake_word']} recordings of the wake "
-                  f"word itself left out).", ""]
+                  f"word itself left out{capped}).", ""]
     lines += ["| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in r["stages_s"].items()]
     lines += ["", "## Confusable words (negatives)", ""]

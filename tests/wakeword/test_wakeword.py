@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from keywire.protocol.sl_params import read_params
-from keywire.protocol.errors import ExitCode
+from keywire.protocol.errors import AudioError, ExitCode
 from keywire.training.confusables import confusables, dictionary, pronounce
-from keywire.training.wakeword import allowed_false_accepts, report_markdown, split_background
+from keywire.training.wakeword import allowed_false_accepts, cap_background, report_markdown, split_background
 
 from tests.fixtures.paths import REPO
 from tests.fixtures.speech import stream_of_words, synthesize, write_wav
@@ -67,7 +68,8 @@ def test_one_model_holds_every_word_with_a_report(built: Path) -> None:
     report = json.loads((built / "report.json").read_text())
     assert report["words"] == ["marvin", "sheila"] and report["voices"]["count"] == 10
     # two speakers left (one Speech Commands id, one folder): one trains, one only calibrates
-    assert report["real_background_files"] == {"used": 2, "training": 1, "calibration": 1, "left_out_wake_word": 2}
+    assert report["real_background_files"] == {"used": 2, "training": 1, "calibration": 1, "left_out_wake_word": 2,
+                                               "left_out_over_max_hours": 0}
     assert set(report["calibration"]["keywords"]) == {"marvin", "sheila"}
     for name in ("report.md", "plots/history.png", "plots/det.png", "recipe.toml"):
         assert (built / name).stat().st_size > 0, name
@@ -142,8 +144,25 @@ def test_background_holdout_keeps_whole_speakers_out_of_training() -> None:
     assert split_background(folders[:1], 0.25, seed=0) == (folders[:1], folders[:1])
 
 
+def test_background_max_hours_draws_whole_recordings_at_random(tmp_path: Path) -> None:
+    # twelve real WAV files of 0.5 s to 3 s (headers are what the cap reads)
+    files = [write_wav(tmp_path / f"talk{i:02d}.wav", np.zeros(8000 * (1 + i % 6), np.int16)) for i in range(12)]
+    total = sum(0.5 * (1 + i % 6) for i in range(12))                         # 21 s
+    kept, dropped = cap_background(files, 10 / 3600, seed=0)
+    seconds = sum(0.5 * (1 + files.index(f) % 6) for f in kept)
+    assert dropped == 12 - len(kept) > 0 and 10 <= seconds < 10 + 3         # whole files until 10 s are reached
+    assert kept == [f for f in files if f in kept]                          # the given order is kept
+    assert cap_background(files, 10 / 3600, seed=0) == (kept, dropped)     # the seed decides
+    assert cap_background(files, 10 / 3600, seed=1)[0] != kept
+    assert cap_background(files, 0, seed=0) == (files, 0)                  # 0 = all of it
+    assert cap_background(files, total / 3600 + 1, seed=0) == (files, 0)
+    (tmp_path / "talk03.wav").write_bytes(b"not a wav")                     # a bad file drawn: one clear error
+    with pytest.raises(AudioError, match="talk03.wav"):
+        cap_background(files, 1.0, seed=0)
+
+
 @pytest.mark.parametrize("option, value", [("--hard-negatives", "1.5"), ("--hard-negatives", "-0.1"),
-                                           ("--background-holdout", "1")])
+                                           ("--background-holdout", "1"), ("--background-max-hours", "-2")])
 def test_bad_share_is_one_line(option: str, value: str, tmp_path: Path) -> None:
     r = keywire("wakeword", "marvin", "--out", str(tmp_path / "o"), option, value, timeout=60)
     assert r.returncode == ExitCode.CONFIG, r.stderr
