@@ -345,7 +345,8 @@ def cap_background(files: Sequence[Path], max_hours: float, seed: int) -> tuple[
     if max_hours <= 0:
         return list(files), 0
     budget, kept = max_hours * 3600.0, set()
-    for f in sorted(files, key=lambda f: hashlib.sha1(f"{seed}:{f}".encode()).hexdigest()):
+    # keyed by folder and file name, not the whole path: the same tree draws the same files anywhere
+    for f in sorted(files, key=lambda f: hashlib.sha1(f"{seed}:{f.parent.name}/{f.name}".encode()).hexdigest()):
         if budget <= 0:
             break
         with WavReader(f) as r:

@@ -4,6 +4,7 @@ of the pronouncing dictionary; bad input is one line and the exit code of its ki
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -146,7 +147,9 @@ def test_background_holdout_keeps_whole_speakers_out_of_training() -> None:
 
 def test_background_max_hours_draws_whole_recordings_at_random(tmp_path: Path) -> None:
     # twelve real WAV files of 0.5 s to 3 s (headers are what the cap reads)
-    files = [write_wav(tmp_path / f"talk{i:02d}.wav", np.zeros(8000 * (1 + i % 6), np.int16)) for i in range(12)]
+    here, there = tmp_path / "a" / "talk", tmp_path / "b" / "talk"
+    here.mkdir(parents=True)
+    files = [write_wav(here / f"w{i:02d}.wav", np.zeros(8000 * (1 + i % 6), np.int16)) for i in range(12)]
     total = sum(0.5 * (1 + i % 6) for i in range(12))                         # 21 s
     kept, dropped = cap_background(files, 10 / 3600, seed=0)
     seconds = sum(0.5 * (1 + files.index(f) % 6) for f in kept)
@@ -154,10 +157,13 @@ def test_background_max_hours_draws_whole_recordings_at_random(tmp_path: Path) -
     assert kept == [f for f in files if f in kept]                          # the given order is kept
     assert cap_background(files, 10 / 3600, seed=0) == (kept, dropped)     # the seed decides
     assert cap_background(files, 10 / 3600, seed=1)[0] != kept
+    shutil.copytree(here, there)                                            # the same tree elsewhere: same draw
+    moved = cap_background(sorted(there.iterdir()), 10 / 3600, seed=0)[0]
+    assert [f.name for f in moved] == [f.name for f in kept]
     assert cap_background(files, 0, seed=0) == (files, 0)                  # 0 = all of it
     assert cap_background(files, total / 3600 + 1, seed=0) == (files, 0)
-    (tmp_path / "talk03.wav").write_bytes(b"not a wav")                     # a bad file drawn: one clear error
-    with pytest.raises(AudioError, match="talk03.wav"):
+    (here / "w03.wav").write_bytes(b"not a wav")                            # a bad file drawn: one clear error
+    with pytest.raises(AudioError, match="w03.wav"):
         cap_background(files, 1.0, seed=0)
 
 
