@@ -163,6 +163,7 @@ def build_wakeword(spec: WakewordSpec, progress: Optional[Progress] = None) -> W
     words = tuple(" ".join(w.lower().split()) for w in spec.words)
     real_speech, left_out = keyword_free_background(spec.background, words)
     real_speech, over_cap = cap_background(real_speech, spec.background_max_hours, spec.seed)
+    background = Background(real_speech, left_out, over_cap)
     catalog = VoiceCatalog.probe()
     voices = pick_voices(catalog, spec.voices, spec.max_voices, spec.seed)
     check_speakable(words, voices)
@@ -184,11 +185,19 @@ def build_wakeword(spec: WakewordSpec, progress: Optional[Progress] = None) -> W
         work = spec.work
         work.mkdir(parents=True, exist_ok=True)
     try:
-        return _build(spec, words, voices, conf, negatives, real_speech, (left_out, over_cap), work, say, stages,
-                      stage, t_start)
+        return _build(spec, words, voices, conf, negatives, background, work, say, stages, stage, t_start)
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+@dataclass(frozen=True)
+class Background:
+    """The user's keyword-free recordings a build uses, and how many it left out and why."""
+
+    files: list[Path]
+    left_out_wake_word: int           # recordings of the wake word itself (Speech Commands layout)
+    left_out_over_max_hours: int      # beyond `--background-max-hours`
 
 
 @dataclass(frozen=True)
@@ -223,8 +232,8 @@ def _negative_words(words: Sequence[str], conf: dict[str, list[Confusable]]) -> 
 
 
 def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf: dict[str, list[Confusable]],
-           negatives: list[str], real_speech: list[Path], left_out: tuple[int, int], work: Path, say: Progress,
-           stages: dict[str, float], stage: Callable[[str], None], t_start: float) -> WakewordResult:
+           negatives: list[str], background: Background, work: Path, say: Progress, stages: dict[str, float],
+           stage: Callable[[str], None], t_start: float) -> WakewordResult:
     specs = tuple(v.spec for v in voices)
     synth_dir = work / "synth"
     last = [0.0]
@@ -251,7 +260,7 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
                               specs, spec.seed + 1000, words, spec.jobs)
     noise_dir = make_noise(work / "noise", spec.seed)
     stage("speak keyword-free speech")
-    real_train, real_calib = split_background(real_speech, spec.background_holdout, spec.seed)
+    real_train, real_calib = split_background(background.files, spec.background_holdout, spec.seed)
     recipe = wakeword_recipe(spec, words, synth_dir, train_speech.folder, real_train, noise_dir)
     from .dataset import load_dataset
     from .train import train
@@ -287,9 +296,9 @@ def _build(spec: WakewordSpec, words: tuple[str, ...], voices: list[Voice], conf
         "keyword_free_speech_s": {"train": round(train_speech.seconds, 1),
                                   "calibration": round(calib_speech.seconds, 1)},
         "real_data": [str(d) for d in spec.data], "real_background": [str(b) for b in spec.background],
-        "real_background_files": {"used": len(real_speech), "training": len(real_train),
-                                  "calibration": len(real_calib), "left_out_wake_word": left_out[0],
-                                  "left_out_over_max_hours": left_out[1]},
+        "real_background_files": {"used": len(background.files), "training": len(real_train),
+                                  "calibration": len(real_calib), "left_out_wake_word": background.left_out_wake_word,
+                                  "left_out_over_max_hours": background.left_out_over_max_hours},
         "training": {k: result.report[k] for k in ("validation", "test", "parameters", "tflite_bytes", "hard_negatives",
                                                    "training_seconds", "warnings") if k in result.report},
         "calibration": cal.to_dict(),
