@@ -279,6 +279,11 @@ def calibrate(
              f"{target_fa_per_hour:g}/h is too strict for this model; it is written anyway")
     elif math.isnan(cal.mean_frr):
         warn("no --positives: the thresholds only meet the false-accept target; how many keywords they miss is unknown")
+    if cal.allowed_false_accepts == 0:
+        need = math.ceil(1 / cal.budget_fa_per_hour * 100) / 100
+        warn(f"{cal.hours:.2f} h of background at {cal.budget_fa_per_hour:g} false accepts/hour per keyword allows none, "
+             f"so each threshold sits just above the single highest score there; calibrate on {need:g} h or more "
+             f"(--hours, with that much keyword-free audio) for thresholds set by more than one moment")
     typer.echo(f"wrote {output}", err=as_json)
 
 

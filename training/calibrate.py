@@ -76,6 +76,12 @@ class Calibration:
     hours: float
     searched: tuple[tuple[int, int, float], ...] = field(default=())  # (window, min_count, mean FRR)
 
+    @property
+    def allowed_false_accepts(self) -> int:
+        """False accepts per keyword the budget allows over this background (0: see
+        `allowed_false_accepts`)."""
+        return allowed_false_accepts(self.budget_fa_per_hour, self.hours)
+
     def params(self) -> dict:
         """The parameter keys calibration sets (SL_PARAMSv1 names)."""
         d = self.detection
@@ -92,6 +98,13 @@ class Calibration:
                 "keywords": {c.keyword: {"threshold": c.threshold, "frr": r(c.frr),
                                          "fa_per_hour": r(c.fa_per_hour)} for c in self.choices},
                 "searched": [{"window_ms": w, "minimum_count": m, "mean_frr": r(f)} for w, m, f in self.searched]}
+
+
+def allowed_false_accepts(budget_fa_per_hour: float, hours: float) -> int:
+    """How many false accepts a per-keyword budget allows over `hours` of background. With none,
+    each threshold sits just above the single highest score the keyword got there, so it rests
+    on one moment of that background and moves with it."""
+    return int(budget_fa_per_hour * hours + 1e-9)
 
 
 def _pick(det: Sequence[DetPoint], budget: float, have_positives: bool, floor: int) -> DetPoint:

@@ -449,7 +449,9 @@ def calibrate_head(model_path: Path, dataset, words: Sequence[str], backgrounds:
 def allowed_false_accepts(cal: dict[str, Any]) -> int:
     """How many false accepts per word the calibration speech allows at the target: with none,
     a threshold is set by the single highest-scoring moment of that speech."""
-    return int(cal["budget_fa_per_hour_per_keyword"] * cal["hours"] + 1e-9)
+    from .calibrate import allowed_false_accepts as allowed
+
+    return allowed(cal["budget_fa_per_hour_per_keyword"], cal["hours"])
 
 
 def report_markdown(r: dict[str, Any]) -> str:
