@@ -283,7 +283,8 @@ def calibrate(
         need = math.ceil(1 / cal.budget_fa_per_hour * 100) / 100
         warn(f"{cal.hours:.2f} h of background at {cal.budget_fa_per_hour:g} false accepts/hour per keyword allows none, "
              f"so each threshold sits just above the single highest score there; calibrate on {need:g} h or more "
-             f"(--hours, with that much keyword-free audio) for thresholds set by more than one moment")
+             f"of scored streams (the positive streams count too; raise --hours, with that much keyword-free "
+             f"audio) for thresholds set by more than one moment")
     typer.echo(f"wrote {output}", err=as_json)
 
 
