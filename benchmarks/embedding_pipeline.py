@@ -14,6 +14,9 @@ the stream alone with both feature models run whole (`segmented=False`: the mel 
 per block, the embedding model on each run of windows; how it ran before 2026-12-04, night). Without
 `--head`, the tiny test heads (tests/fixtures/embedding_head.py, cached under .cache/tests)
 are used: the cost of a head depends on its size, the shared stream's does not.
+`--repeat R` runs the whole plan R times, one configuration after another in turn, and prints
+each configuration's median (with its range), and the extra head's share as the median of the
+R runs' own shares: on a shared machine one run's rows can differ by more than a head costs.
 """
 from __future__ import annotations
 
@@ -88,6 +91,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="K of the agent's setting (rows with 1 and with K); default 4, the agent's default")
     ap.add_argument("--whole-heads", action="store_true",
                     help="run heads that carry a step model over the whole window every inference")
+    ap.add_argument("--repeat", type=int, default=1, help="run the whole plan this many times, in turn; medians")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -106,32 +110,42 @@ def main(argv: Optional[list[str]] = None) -> int:
     chunk = RATE * args.chunk_ms // 1000
     tmp = Path(tempfile.mkdtemp(prefix="keywire-emb-bench-")) / "audio.npy"
     np.save(tmp, audio)
-    rows = []
     k = args.embeddings_per_call
     ks = tuple(dict.fromkeys((1, k)))
     plan = [("pymicro", [], 1)] + [(kind, hs, kk) for kk in ks
                                    for kind, hs in (("stream", []), ("spotter", three[:1]), ("spotter", three))]
     plan += [("whole", [], kk) for kk in ks]
-    for kind, hs, kk in plan:
-        r = subprocess.run([sys.executable, __file__, "--child", kind, str(tmp), str(chunk), json.dumps(hs), str(kk),
-                            "1" if args.whole_heads else "0"],
-                           capture_output=True, text=True, check=True)
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    runs: list[list[dict]] = []
+    for _ in range(max(1, args.repeat)):
+        runs.append([])
+        for kind, hs, kk in plan:
+            r = subprocess.run([sys.executable, __file__, "--child", kind, str(tmp), str(chunk), json.dumps(hs),
+                                str(kk), "1" if args.whole_heads else "0"],
+                               capture_output=True, text=True, check=True)
+            runs[-1].append(json.loads(r.stdout.strip().splitlines()[-1]))
+    rows = [dict(run[0]) for run in zip(*runs)]
+    for i, row in enumerate(rows):
+        cpu = [run[i]["cpu_s"] for run in runs]
+        row.update(cpu_s=float(np.median(cpu)), cpu_s_min=min(cpu), cpu_s_max=max(cpu),
+                   rss_mb=max(run[i]["rss_mb"] for run in runs))
     ref = rows[0]["cpu_s"]
-    print(f"{len(audio) / RATE / 60:.1f} min of audio, {args.chunk_ms} ms chunks; heads: "
-          + ", ".join(Path(h).name for h in three))
-    print(f"| configuration | CPU-s per audio-hour | ratio to {rows[0]['config']} | peak RSS MB |")
-    print("|---|---|---|---|")
+    print(f"{len(audio) / RATE / 60:.1f} min of audio, {args.chunk_ms} ms chunks, {len(runs)} run(s), "
+          "medians; heads: " + ", ".join(Path(h).name for h in three))
+    print(f"| configuration | CPU-s per audio-hour | range | ratio to {rows[0]['config']} | peak RSS MB |")
+    print("|---|---|---|---|---|")
     for r in rows:
         r["cpu_s_per_audio_hour"] = r["cpu_s"] / hours
         r["ratio"] = r["cpu_s"] / ref if ref else float("nan")
-        print(f"| {r['config']} | {r['cpu_s_per_audio_hour']:.1f} | {r['ratio']:.2f} | {r['rss_mb']:.0f} |")
+        print(f"| {r['config']} | {r['cpu_s_per_audio_hour']:.1f} | {r['cpu_s_min'] / hours:.1f}-"
+              f"{r['cpu_s_max'] / hours:.1f} | {r['ratio']:.2f} | {r['rss_mb']:.0f} |")
     for i in range(1, 1 + 3 * len(ks), 3):       # (stream, one head, three heads) per k
-        stream, one, three_h = (r["cpu_s"] for r in rows[i:i + 3])
-        print(f"{rows[i]['config']}: each extra head {(three_h - one) / 2 / hours:.1f} CPU-s per audio-hour, "
-              f"{100 * (three_h - one) / 2 / stream:.1f}% of the shared stream's")
+        shares = [100 * (run[i + 2]["cpu_s"] - run[i + 1]["cpu_s"]) / 2 / run[i]["cpu_s"] for run in runs]
+        extra = [(run[i + 2]["cpu_s"] - run[i + 1]["cpu_s"]) / 2 / hours for run in runs]
+        print(f"{rows[i]['config']}: each extra head {np.median(extra):.1f} CPU-s per audio-hour, "
+              f"{np.median(shares):.1f}% of the shared stream's (runs: "
+              + ", ".join(f"{v:.1f}%" for v in shares) + ")")
     if args.json:
-        Path(args.json).write_text(json.dumps({"audio_minutes": args.minutes, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"audio_minutes": args.minutes, "rows": rows, "runs": runs}, indent=1))
     return 0
 
 
