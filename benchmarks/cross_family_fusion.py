@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ def fuse(a: sc.ScoreTrace, b: sc.ScoreTrace, how: str) -> sc.ScoreTrace:
 
 def real_trace(model: KeywordModel, audio: np.ndarray, cache: Path) -> sc.ScoreTrace:
     """Scores of the keyword-free real-speech stream (cached by model and audio)."""
-    key = cm.hashlib.sha1(audio.tobytes()).hexdigest()[:12]
+    key = hashlib.sha1(audio.tobytes()).hexdigest()[:12]
     f = cache / "traces" / model.sha256[:12] / f"real_{key}.npz"
     if not f.exists():
         tt: list[int] = []
