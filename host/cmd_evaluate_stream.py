@@ -280,7 +280,7 @@ def calibrate(
     elif math.isnan(cal.mean_frr):
         warn("no --positives: the thresholds only meet the false-accept target; how many keywords they miss is unknown")
     if cal.allowed_false_accepts == 0:
-        need = math.ceil(1 / cal.budget_fa_per_hour * 100) / 100
+        need = cal.hours_allowing_one_false_accept
         warn(f"{cal.hours:.2f} h of background at {cal.budget_fa_per_hour:g} false accepts/hour per keyword allows none, "
              f"so each threshold sits just above the single highest score there; calibrate on {need:g} h or more "
              f"of scored streams (the positive streams count too; raise --hours, with that much keyword-free "

@@ -82,6 +82,11 @@ class Calibration:
         `allowed_false_accepts`)."""
         return allowed_false_accepts(self.budget_fa_per_hour, self.hours)
 
+    @property
+    def hours_allowing_one_false_accept(self) -> float:
+        """The background over which the budget would allow one false accept (rounded up)."""
+        return hours_allowing_one_false_accept(self.budget_fa_per_hour)
+
     def params(self) -> dict:
         """The parameter keys calibration sets (SL_PARAMSv1 names)."""
         d = self.detection
@@ -105,6 +110,11 @@ def allowed_false_accepts(budget_fa_per_hour: float, hours: float) -> int:
     each threshold sits just above the single highest score the keyword got there, so it rests
     on one moment of that background and moves with it."""
     return int(budget_fa_per_hour * hours + 1e-9)
+
+
+def hours_allowing_one_false_accept(budget_fa_per_hour: float) -> float:
+    """The background, in hours rounded up to 0.01, over which the budget allows one false accept."""
+    return math.ceil(1 / budget_fa_per_hour * 100) / 100
 
 
 def _pick(det: Sequence[DetPoint], budget: float, have_positives: bool, floor: int) -> DetPoint:
